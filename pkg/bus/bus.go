@@ -1,0 +1,336 @@
+// Package bus is everything JetStream-shaped in Herald: stream and consumer
+// definitions, subject names, and the idempotent set-up every service runs at
+// start. Keeping it in one place means the subject grammar and the ack
+// contract are written down once.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Stream names.
+const (
+	StreamEvents     = "EVENTS"
+	StreamDeliveries = "DELIVERIES"
+	StreamDLQ        = "DLQ"
+	StreamAttempts   = "ATTEMPTS"
+	StreamRetries    = "RETRIES"
+)
+
+// Durable consumer names. Every replica of a role shares its role's consumer.
+const (
+	ConsumerRouter = "router"
+	ConsumerSender = "sender"
+)
+
+// Subject prefixes.
+const (
+	EventsPrefix     = "herald.events."
+	OpsPrefix        = "herald.ops."
+	DeliveriesPrefix = "herald.deliveries."
+	DLQPrefix        = "herald.dlq."
+	AttemptsPrefix   = "herald.attempts."
+	// RetryPrefix holds one-shot message schedules: jobs waiting longer
+	// than a consumer should hold them. When one fires, the server publishes
+	// the job on DuePrefix, from where DELIVERIES sources it back.
+	RetryPrefix = "herald.retry."
+	DuePrefix   = "herald.due."
+)
+
+// HeaderEncoding marks messages Herald encoded itself as protobuf; messages
+// without it on EVENTS are producers' JSON.
+const (
+	HeaderEncoding = "Herald-Encoding"
+	EncodingProto  = "proto"
+)
+
+// Large event bodies travel as claim checks (package payload): the body is
+// an object in PayloadBucket, and the event carries a reference to it.
+const (
+	// PayloadBucket is the JetStream object store bucket of event bodies
+	// above the inline threshold.
+	PayloadBucket = "herald-payloads"
+	// HeaderPayloadRef, on a producer's JSON event published to NATS, names
+	// the object in PayloadBucket that holds the event's data; the key must
+	// start with "<tenant>/", and "data" is left out of the JSON.
+	HeaderPayloadRef = "Herald-Payload-Ref"
+	// StreamPayloadRefs counts, per stored body, the jobs that still need
+	// it (counter subjects, PayloadRefsPrefix + a hash of the object key).
+	StreamPayloadRefs = "PAYLOAD_REFS"
+	PayloadRefsPrefix = "herald.payload_refs."
+)
+
+// EventSubject is where an event of type typ for tenant is published. The
+// type's dots become subject tokens, so consumers can filter by prefix.
+func EventSubject(tenant, typ string) string { return EventsPrefix + tenant + "." + typ }
+
+// OpsSubject is where Herald's operational events for a tenant are stored;
+// they are routed like producers' events.
+func OpsSubject(tenant string) string { return OpsPrefix + tenant }
+
+// DeliverySubject is where a job for one endpoint is published.
+func DeliverySubject(tenant, endpoint string) string {
+	return DeliveriesPrefix + tenant + "." + endpoint
+}
+
+// DLQSubject is where a dead-lettered job for one endpoint is kept.
+func DLQSubject(tenant, endpoint string) string { return DLQPrefix + tenant + "." + endpoint }
+
+// AttemptSubject is where attempt records of one endpoint are kept.
+func AttemptSubject(tenant, endpoint string) string {
+	return AttemptsPrefix + tenant + "." + endpoint
+}
+
+// RetrySubject is the schedule subject of one wait of one job: unique per
+// pending schedule, as the server requires.
+func RetrySubject(jobID string, attempt int) string {
+	return RetryPrefix + jobID + "." + strconv.Itoa(attempt)
+}
+
+// DueSubject is where a fired schedule puts the job; DELIVERIES sources it
+// to DeliverySubject(tenant, endpoint).
+func DueSubject(tenant, endpoint, jobID string) string {
+	return DuePrefix + tenant + "." + endpoint + "." + jobID
+}
+
+// DueTTL bounds how long a fired job waits in RETRIES for DELIVERIES to
+// source it; sourcing takes milliseconds while both streams are up.
+const DueTTL = 24 * time.Hour
+
+// ParseEventSubject splits herald.events.<tenant>.<type...> into its parts.
+func ParseEventSubject(subject string) (tenant, typ string, ok bool) {
+	rest, found := strings.CutPrefix(subject, EventsPrefix)
+	if !found {
+		return "", "", false
+	}
+	tenant, typ, found = strings.Cut(rest, ".")
+	if !found || tenant == "" || typ == "" {
+		return "", "", false
+	}
+	return tenant, typ, true
+}
+
+// Config sizes the streams. Zero values take the defaults below.
+type Config struct {
+	// Replicas is the stream replica count: 1 for a single server, 3 for a
+	// cluster that survives the loss of one node.
+	Replicas int
+	// DuplicateWindow is how long JetStream remembers Nats-Msg-Id values: an
+	// event id sent twice within it is stored once. It must outlast the
+	// router's worst redelivery gap (its AckWait).
+	DuplicateWindow time.Duration
+	// EventsMaxAge is how long events are kept for lookup and resend.
+	EventsMaxAge time.Duration
+	// AttemptsMaxAge is the retention of the attempt history.
+	AttemptsMaxAge time.Duration
+	// DLQMaxAge is how long dead letters wait for a replay.
+	DLQMaxAge time.Duration
+}
+
+// Defaults.
+const (
+	DefaultDuplicateWindow = 2 * time.Minute
+	DefaultEventsMaxAge    = 7 * 24 * time.Hour
+	DefaultAttemptsMaxAge  = 30 * 24 * time.Hour
+	DefaultDLQMaxAge       = 30 * 24 * time.Hour
+)
+
+func (c Config) withDefaults() Config {
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow <= 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.EventsMaxAge <= 0 {
+		c.EventsMaxAge = DefaultEventsMaxAge
+	}
+	if c.AttemptsMaxAge <= 0 {
+		c.AttemptsMaxAge = DefaultAttemptsMaxAge
+	}
+	if c.DLQMaxAge <= 0 {
+		c.DLQMaxAge = DefaultDLQMaxAge
+	}
+	return c
+}
+
+// Streams returns the definitions of Herald's streams.
+func (c Config) Streams() []jetstream.StreamConfig {
+	c = c.withDefaults()
+	return []jetstream.StreamConfig{
+		{
+			Name:        StreamEvents,
+			Description: "Producers' events, by tenant and type",
+			Subjects:    []string{EventsPrefix + ">", OpsPrefix + "*"},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      c.EventsMaxAge,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+			Duplicates:  c.DuplicateWindow,
+			Discard:     jetstream.DiscardOld,
+		},
+		{
+			Name:        StreamRetries,
+			Description: "Jobs waiting out a long retry delay, as message schedules",
+			Subjects:    []string{RetryPrefix + ">", DuePrefix + ">"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+			Duplicates:  c.DuplicateWindow,
+			// One pending schedule per subject: a schedule published twice
+			// (a sender died between publishing it and acking the job)
+			// replaces itself instead of firing twice.
+			MaxMsgsPerSubject: 1,
+			AllowMsgSchedules: true,
+			AllowMsgTTL:       true,
+		},
+		{
+			Name:        StreamDeliveries,
+			Description: "Delivery jobs, one per (event, endpoint); removed when acked",
+			Subjects:    []string{DeliveriesPrefix + ">"},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+			Duplicates:  c.DuplicateWindow,
+			// Jobs back from a long wait: sourced from RETRIES, so the
+			// sender's consumer stays unfiltered and sees one stream.
+			Sources: []*jetstream.StreamSource{{
+				Name: StreamRetries,
+				SubjectTransforms: []jetstream.SubjectTransformConfig{{
+					Source:      DuePrefix + "*.*.*",
+					Destination: DeliveriesPrefix + "{{wildcard(1)}}.{{wildcard(2)}}",
+				}},
+			}},
+		},
+		{
+			Name:        StreamDLQ,
+			Description: "Jobs that used all their attempts, waiting for a replay",
+			Subjects:    []string{DLQPrefix + ">"},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      c.DLQMaxAge,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+			Duplicates:  c.DuplicateWindow,
+		},
+		{
+			Name:        StreamAttempts,
+			Description: "Every HTTP attempt's outcome, by tenant and endpoint",
+			Subjects:    []string{AttemptsPrefix + ">"},
+			Retention:   jetstream.LimitsPolicy,
+			MaxAge:      c.AttemptsMaxAge,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+		},
+	}
+}
+
+// EnsureStreams creates Herald's streams or updates them to cfg. Every
+// service runs it at start, so whichever starts first sets the system up and
+// later ones converge on the same definitions.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+	for _, sc := range cfg.Streams() {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// RouterConsumer is the durable consumer all router replicas share on EVENTS.
+// AckWait bounds how long an event whose router died stays invisible; it is
+// far below the duplicate window, so the jobs a redelivery republishes are
+// deduplicated.
+func RouterConsumer(ctx context.Context, js jetstream.JetStream, ackWait time.Duration) (jetstream.Consumer, error) {
+	if ackWait <= 0 {
+		ackWait = 30 * time.Second
+	}
+	c, err := js.CreateOrUpdateConsumer(ctx, StreamEvents, jetstream.ConsumerConfig{
+		Durable:       ConsumerRouter,
+		Description:   "Matches events to endpoints and publishes delivery jobs",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxAckPending: 4096,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("router consumer: %w", err)
+	}
+	return c, nil
+}
+
+// SenderConsumerConfig tunes the shared sender consumer.
+type SenderConsumerConfig struct {
+	// AckWait is how long a job stays with a sender that neither acks nor
+	// reports progress; senders send InProgress during long requests, so it
+	// bounds only how long a dead sender's jobs wait to move on.
+	AckWait time.Duration
+	// MaxAckPending bounds jobs handed out and not yet acked, including jobs
+	// waiting out a NakWithDelay.
+	MaxAckPending int
+}
+
+// SenderConsumer is the durable pull consumer all sender replicas share on
+// DELIVERIES. It has no BackOff: delays come from NakWithDelay alone (the two
+// combine badly, see docs/architecture.md).
+func SenderConsumer(ctx context.Context, js jetstream.JetStream, sc SenderConsumerConfig) (jetstream.Consumer, error) {
+	if sc.AckWait <= 0 {
+		sc.AckWait = 30 * time.Second
+	}
+	if sc.MaxAckPending <= 0 {
+		sc.MaxAckPending = 20000
+	}
+	c, err := js.CreateOrUpdateConsumer(ctx, StreamDeliveries, jetstream.ConsumerConfig{
+		Durable:       ConsumerSender,
+		Description:   "Sends delivery jobs to endpoints",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       sc.AckWait,
+		MaxAckPending: sc.MaxAckPending,
+		// Unlimited: a job delayed by an endpoint's concurrency cap or rate
+		// limit is redelivered without an attempt, so delivery counts are
+		// not attempt counts. The sender's own accounting dead-letters jobs.
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sender consumer: %w", err)
+	}
+	return c, nil
+}
+
+// IsRetryable reports whether a JetStream call failed for a reason that may
+// pass (no responders while a server restarts, timeouts, a lost connection).
+func IsRetryable(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, jetstream.ErrNoHeartbeat) ||
+		errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		strings.Contains(err.Error(), "no responders") ||
+		strings.Contains(err.Error(), "connection closed")
+}
+
+// Consume runs consume until ctx ends, starting it again a second after it
+// returns: a consumer deleted by an operator, a server restart or a lost
+// connection is recreated instead of leaving its role idle until someone
+// restarts the process.
+func Consume(ctx context.Context, log zerolog.Logger, role string, consume func(context.Context) error) {
+	for ctx.Err() == nil {
+		err := consume(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn().Err(err).Msg(role + " consumer stopped; recreating")
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}

@@ -1,0 +1,121 @@
+package cache_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/pkg/cache"
+	"github.com/heraldhq/herald/pkg/store"
+	"github.com/heraldhq/herald/pkg/testenv"
+)
+
+// TestWatchFollowsChangesAfterNATSRestart: after the NATS server restarts,
+// a change is seen within seconds. A kv.Watch took 17 s here, during which a
+// new endpoint was unknown to routing (services/faults found it).
+func TestWatchFollowsChangesAfterNATSRestart(t *testing.T) {
+	p := testenv.NATSProcess(t)
+	nc, err := nats.Connect(p.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn, _, err := st.CreateTenant(ctx, "A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateEndpoint(ctx, tn.ID, store.Endpoint{Name: "first", URL: "https://example.com/1", Events: []string{"*"}}); err != nil {
+		t.Fatal(err)
+	}
+	c := cache.New(st, st.KV(), cache.WithJetStream(js))
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	testenv.Eventually(t, 10*time.Second, c.Ready, "cache watch not ready")
+	count := func() int {
+		qctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		eps, err := c.Endpoints(qctx, tn.ID)
+		if err != nil {
+			return -1
+		}
+		return len(eps)
+	}
+	testenv.Eventually(t, 5*time.Second, func() bool { return count() == 1 }, "first endpoint not cached")
+
+	p.Stop()
+	p.Start()
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		qctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		_, err := st.CreateEndpoint(qctx, tn.ID, store.Endpoint{Name: "second", URL: "https://example.com/2", Events: []string{"*"}})
+		return err == nil
+	}, "the store does not answer after the restart")
+	created := time.Now()
+	testenv.Eventually(t, 3*time.Second, func() bool { return count() == 2 }, "an endpoint created after a NATS restart is not seen within 3s")
+	t.Logf("change seen %s after it was made", time.Since(created).Round(time.Millisecond))
+}
+
+// staleSource lists endpoints as they were when it was made, as a cache
+// entry loaded before a change would, but reads single endpoints from the
+// store.
+type staleSource struct {
+	*store.Store
+	list []store.Endpoint
+}
+
+func (s staleSource) ListEndpoints(context.Context, string) ([]store.Endpoint, error) {
+	return s.list, nil
+}
+
+// TestEndpointMissCheckedWithStore: an endpoint missing from a cached list
+// is looked up in the store before it is called not found, since a sender
+// drops the jobs of endpoints not found.
+func TestEndpointMissCheckedWithStore(t *testing.T) {
+	nc, err := nats.Connect(testenv.NATS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn, _, err := st.CreateTenant(ctx, "A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := st.CreateEndpoint(ctx, tn.ID, store.Endpoint{Name: "new", URL: "https://example.com/n", Events: []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cache.New(staleSource{Store: st}, st.KV())
+	got, err := c.Endpoint(ctx, tn.ID, ep.ID)
+	if err != nil || got.ID != ep.ID {
+		t.Fatalf("Endpoint of an endpoint missing from the cached list = %+v, %v; want it from the store", got, err)
+	}
+	if _, err := c.Endpoint(ctx, tn.ID, "ep_gone"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Endpoint of an endpoint in neither = %v, want ErrNotFound", err)
+	}
+}

@@ -1,0 +1,388 @@
+// Package limit isolates endpoints from each other: a slow, failing or
+// rate-limited endpoint must not take every sender worker with it. For each
+// endpoint, shared by every sender replica through Redis, it enforces
+//
+//   - a concurrency cap: at most N requests in flight (default 10). A slot is
+//     a lease in a sorted set (member = lease id, score = expiry in unix ms);
+//     a lease expires after the TTL given to Admit (request timeout + margin),
+//     so a sender that dies holding slots frees them by itself;
+//   - a rate limit in requests per second (0 = none), as GCRA: one key per
+//     endpoint holding the theoretical arrival time, with a burst of a tenth
+//     of a second's worth of requests (at least 1);
+//   - a circuit breaker: after N consecutive failures (default 5) the breaker
+//     opens for a cool-down (default 30 s, doubling on each failed probe up
+//     to 10 min). While open, Admit refuses without any HTTP request. After
+//     the cool-down exactly one request, across all replicas, is let through
+//     as a probe (half-open); its success closes the breaker and resets the
+//     cool-down, its failure re-opens it. The probe token is a pair of fields
+//     in the breaker hash (lease id, expiry) set by the admit script, whose
+//     atomicity does what SET NX PX would, on the Limiter's clock. A probe
+//     whose sender dies is given up after its lease TTL; then another probes.
+//
+// Admit never waits for other requests: it grants a Permit or answers "not
+// now, try again after Decision.Wait", and the sender NAKs the job back into
+// JetStream with that delay instead of holding a worker. The breaker, rate
+// and concurrency checks run in that order in one Lua script (one Redis
+// round trip); a later refusal leaves no trace of an earlier grant (no rate
+// token is spent, no slot or probe is taken). Permit.Done releases the slot
+// and records the outcome in the breaker (a second script).
+//
+// All times come from the Limiter's clock (WithClock), passed to the
+// scripts, never from Redis: replicas' clocks should be NTP-synchronised, and
+// their skew shifts lease expiry and the rate's spacing by as much. Redis key
+// TTLs only collect the garbage of idle endpoints and are generous.
+//
+// Keys are prefix+"limit:{<endpoint>}:breaker|rate|leases"; the hash tag keeps
+// one endpoint's keys in one Redis Cluster slot. prefix must not contain '{'.
+//
+// # Degraded mode
+//
+// Limits must never stop delivery. Without Redis (rdb nil), or while it does
+// not answer, every process enforces the same limits alone, in memory: a
+// local lease set with the same cap (so R replicas may together have up to
+// R x cap requests in flight to one endpoint), a local GCRA (up to R x rate)
+// and a local breaker fed by this process's outcomes. A Redis call that fails
+// or takes over 500 ms to dial, retry or get a connection is decided locally.
+// The first failure of an outage is logged once (warn) and
+// herald_limit_redis_up drops to 0; calls then no longer touch Redis, but at
+// most once a second one of them starts a background PING, and when one
+// answers the Limiter logs it (info) and shares limits through Redis again. Slots granted locally during the outage are
+// unknown to Redis, so for up to one lease TTL after the return an endpoint
+// may see up to 2 x cap requests from a replica. Permits keep the mode they
+// were granted in: a local permit releases its local slot, a Redis permit
+// whose Done fails leaves its lease to expire and feeds the local breaker.
+//
+// # Metrics
+//
+// herald_limit_delayed_total{reason} counts refusals;
+// herald_breaker_transitions_total{to} counts the transitions this process
+// made (summed over replicas, each transition once); herald_breaker_state{state}
+// is the number of endpoints this process last saw open or half_open.
+package limit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+)
+
+// Reasons for a refusal, in Decision.Reason and herald_limit_delayed_total.
+const (
+	ReasonBreaker     = "breaker"
+	ReasonRate        = "rate"
+	ReasonConcurrency = "concurrency"
+)
+
+// Breaker states, as State returns them.
+const (
+	StateClosed   = "closed"
+	StateOpen     = "open"
+	StateHalfOpen = "half_open"
+)
+
+// Defaults.
+const (
+	DefaultConcurrency = 10
+	DefaultFailures    = 5
+	DefaultCoolDown    = 30 * time.Second
+	DefaultMaxCoolDown = 10 * time.Minute
+	// DefaultLeaseTTL is used when Admit is given no lease TTL.
+	DefaultLeaseTTL = time.Minute
+	// maxConcurrencyWait bounds the retry hint when the cap is reached: a
+	// slot frees when some request ends, which the limiter cannot foresee.
+	maxConcurrencyWait = time.Second
+	// breakerKeyTTL keeps a breaker's counts this long after its last write
+	// (plus the maximum cool-down).
+	breakerKeyTTL = 24 * time.Hour
+	// keySlack is added to the TTL of rate and lease keys: the scripts
+	// decide by the scores and values, the TTL only removes idle keys.
+	keySlack = time.Minute
+	// redisBudget bounds a call's dials, retries and pool waits (go-redis
+	// honours the context there): past it the call is decided locally and
+	// Redis counts as down. Socket reads and writes are bounded by the
+	// client's own ReadTimeout and WriteTimeout.
+	redisBudget = 500 * time.Millisecond
+)
+
+// Decision is Admit's answer.
+type Decision struct {
+	// OK: send the request now, and call Permit.Done after it.
+	OK bool
+	// Wait is how long to wait before asking again (when !OK).
+	Wait time.Duration
+	// Reason is ReasonBreaker, ReasonRate or ReasonConcurrency (when !OK).
+	Reason string
+	// Probe: this request is the half-open breaker's single probe; its
+	// outcome closes or re-opens the breaker.
+	Probe bool
+}
+
+// Permit is a granted request. Done releases its concurrency slot and
+// records the outcome in the endpoint's breaker; call it exactly once, after
+// the attempt (later calls do nothing). Give it a context that is not
+// cancelled by shutdown, or the slot is only freed when its lease expires.
+type Permit interface {
+	Done(ctx context.Context, success bool)
+}
+
+// Limiter enforces per-endpoint limits. It is safe for concurrent use.
+type Limiter struct {
+	rdb    redis.UniversalClient
+	prefix string
+	log    zerolog.Logger
+	now    func() time.Time
+
+	capacity    int
+	failures    int
+	coolDown    time.Duration
+	maxCoolDown time.Duration
+
+	id  string // lease id prefix, unique to this Limiter
+	seq atomic.Uint64
+
+	down         atomic.Bool
+	nextCheck    atomic.Int64 // unix ns of the next PING while down
+	pinging      atomic.Bool
+	recheckEvery time.Duration
+
+	mu        sync.Mutex
+	local     map[string]*localEP
+	lastSweep time.Time
+
+	ledgerOnce sync.Once
+	ledgers    *ledgers
+}
+
+// Option configures a Limiter.
+type Option func(*Limiter)
+
+// WithLogger sets the logger.
+func WithLogger(lg zerolog.Logger) Option { return func(l *Limiter) { l.log = lg } }
+
+// WithConcurrency sets the per-endpoint cap of requests in flight across all
+// replicas (default 10). n <= 0 means no cap.
+func WithConcurrency(n int) Option { return func(l *Limiter) { l.capacity = n } }
+
+// WithBreaker sets how many consecutive failures open an endpoint's breaker
+// (default 5; <= 0 disables it), the first cool-down (default 30 s) and the
+// longest one it doubles up to (default 10 min).
+func WithBreaker(failures int, coolDown, maxCoolDown time.Duration) Option {
+	return func(l *Limiter) {
+		l.failures = failures
+		if coolDown > 0 {
+			l.coolDown = coolDown
+		}
+		if maxCoolDown > 0 {
+			l.maxCoolDown = maxCoolDown
+		}
+	}
+}
+
+// WithClock replaces time.Now for every decision (tests move time with it).
+func WithClock(now func() time.Time) Option { return func(l *Limiter) { l.now = now } }
+
+// New returns a Limiter sharing its state through rdb under keys starting
+// with prefix. rdb may be nil: limits are then enforced in this process only.
+func New(rdb redis.UniversalClient, prefix string, opts ...Option) *Limiter {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	l := &Limiter{
+		rdb: rdb, prefix: prefix, log: zerolog.Nop(), now: time.Now,
+		capacity: DefaultConcurrency, failures: DefaultFailures,
+		coolDown: DefaultCoolDown, maxCoolDown: DefaultMaxCoolDown,
+		id: hex.EncodeToString(b) + ":", recheckEvery: time.Second,
+		local: map[string]*localEP{},
+	}
+	for _, o := range opts {
+		o(l)
+	}
+	if l.maxCoolDown < l.coolDown {
+		l.maxCoolDown = l.coolDown
+	}
+	if rdb != nil {
+		redisUp.Set(1)
+	} else {
+		redisUp.Set(0)
+	}
+	return l
+}
+
+// Admit asks to send one request to endpoint now. It never blocks on other
+// requests: it answers at once (after one Redis round trip) with a Permit
+// and OK, or with a nil Permit, the Reason and how long to Wait. rateLimit is
+// the endpoint's requests per second (0 = none); leaseTTL is how long the
+// slot is held if Done is never called (the request timeout plus a margin;
+// DefaultLeaseTTL if <= 0), and also how long a probe may take.
+func (l *Limiter) Admit(ctx context.Context, endpoint string, rateLimit int, leaseTTL time.Duration) (Permit, Decision) {
+	if leaseTTL <= 0 {
+		leaseTTL = DefaultLeaseTTL
+	}
+	rateLimit = max(rateLimit, 0)
+	now := l.now()
+	lease := l.id + strconv.FormatUint(l.seq.Add(1), 36)
+	if l.shared() {
+		rctx, cancel := context.WithTimeout(ctx, redisBudget)
+		d, st, err := l.admitRedis(rctx, now, endpoint, rateLimit, leaseTTL, lease)
+		cancel()
+		if err == nil {
+			l.redisOK()
+			track(l, endpoint, st)
+			return l.finish(&permit{l: l, endpoint: endpoint, lease: lease, probe: d.Probe, shared: true}, d)
+		}
+		l.redisFailed(ctx, err)
+	}
+	d := l.admitLocal(now, endpoint, rateLimit, leaseTTL, lease)
+	return l.finish(&permit{l: l, endpoint: endpoint, lease: lease, probe: d.Probe}, d)
+}
+
+func (l *Limiter) finish(p *permit, d Decision) (Permit, Decision) {
+	if !d.OK {
+		delayed.WithLabelValues(d.Reason).Inc()
+		return nil, d
+	}
+	if d.Probe {
+		transitions.WithLabelValues(StateHalfOpen).Inc()
+	}
+	return p, d
+}
+
+// State is the endpoint's breaker state: StateClosed, StateOpen or
+// StateHalfOpen (the cool-down is over: a probe may go, or is in flight).
+// While Redis is unavailable it is this process's local breaker's state.
+func (l *Limiter) State(ctx context.Context, endpoint string) string {
+	now := l.now()
+	if l.shared() {
+		rctx, cancel := context.WithTimeout(ctx, redisBudget)
+		v, err := l.rdb.HGet(rctx, l.key(endpoint, "breaker"), "open_until").Result()
+		cancel()
+		if err == nil || errors.Is(err, redis.Nil) {
+			l.redisOK()
+			ou, _ := strconv.ParseInt(v, 10, 64)
+			st := breakerState{open: ou > 0, openUntil: ou}
+			track(l, endpoint, st)
+			return st.name(now)
+		}
+		l.redisFailed(ctx, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.local[endpoint]; e != nil && !e.openUntil.IsZero() {
+		if now.Before(e.openUntil) {
+			return StateOpen
+		}
+		return StateHalfOpen
+	}
+	return StateClosed
+}
+
+type permit struct {
+	l        *Limiter
+	endpoint string
+	lease    string
+	probe    bool
+	shared   bool
+	done     atomic.Bool
+}
+
+func (p *permit) Done(ctx context.Context, success bool) {
+	if !p.done.CompareAndSwap(false, true) {
+		return
+	}
+	l := p.l
+	now := l.now()
+	if p.shared {
+		if l.shared() {
+			rctx, cancel := context.WithTimeout(ctx, redisBudget)
+			st, err := l.recordRedis(rctx, now, p.endpoint, p.lease, p.probe, success)
+			cancel()
+			if err == nil {
+				l.redisOK()
+				track(l, p.endpoint, st)
+				return
+			}
+			l.redisFailed(ctx, err)
+		}
+		// The Redis lease (and probe) expire by themselves; this process's
+		// breaker learns the outcome.
+		l.recordLocal(now, p.endpoint, "", false, success)
+		return
+	}
+	l.recordLocal(now, p.endpoint, p.lease, p.probe, success)
+}
+
+// shared reports whether decisions go through Redis now. While Redis is
+// down it also schedules a background PING.
+func (l *Limiter) shared() bool {
+	if l.rdb == nil {
+		return false
+	}
+	if !l.down.Load() {
+		return true
+	}
+	l.recheck()
+	return false
+}
+
+func (l *Limiter) redisFailed(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return // the caller gave up (ctx is the caller's, not the budget's)
+	}
+	l.nextCheck.Store(time.Now().Add(l.recheckEvery).UnixNano())
+	if l.down.CompareAndSwap(false, true) {
+		redisUp.Set(0)
+		l.log.Warn().Err(err).Msg("redis unavailable; endpoint limits are enforced per process until it returns")
+	}
+}
+
+func (l *Limiter) redisOK() {
+	if l.down.CompareAndSwap(true, false) {
+		redisUp.Set(1)
+		l.log.Info().Msg("redis is back; endpoint limits are shared again")
+	}
+}
+
+// recheck PINGs Redis in the background at most once per recheckEvery while
+// it is down, so that no Admit waits for a dead Redis.
+func (l *Limiter) recheck() {
+	next := l.nextCheck.Load()
+	now := time.Now().UnixNano()
+	if now < next || !l.nextCheck.CompareAndSwap(next, now+int64(l.recheckEvery)) {
+		return
+	}
+	if !l.pinging.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer l.pinging.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if l.rdb.Ping(ctx).Err() == nil {
+			l.redisOK()
+		}
+	}()
+}
+
+func (l *Limiter) key(endpoint, what string) string {
+	return l.prefix + "limit:{" + endpoint + "}:" + what
+}
+
+// burst is how many requests GCRA lets through at once: a tenth of a
+// second's worth, at least one.
+func burst(rate int) int { return max(1, (rate+9)/10) }
+
+// coolDownAfter is the cool-down after the n-th consecutive opening.
+func (l *Limiter) coolDownAfter(opens int) time.Duration {
+	d := l.coolDown
+	for i := 1; i < opens && d < l.maxCoolDown; i++ {
+		d *= 2
+	}
+	return min(d, l.maxCoolDown)
+}

@@ -1,0 +1,209 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/heraldhq/herald/pkg/dlq"
+)
+
+// DeadLetters is the dead-letter service (pkg/dlq) as the API uses it.
+type DeadLetters interface {
+	List(ctx context.Context, tenant string, q dlq.Query) (dlq.Page, error)
+	Get(ctx context.Context, tenant string, id uint64) (dlq.Entry, error)
+	StartReplay(ctx context.Context, tenant string, req dlq.ReplayRequest) (dlq.Replay, error)
+	Replay(ctx context.Context, tenant, id string) (dlq.Replay, error)
+	Replays(ctx context.Context, tenant string, limit int) ([]dlq.Replay, error)
+	Recover(ctx context.Context, tenant, endpointID string, since, until time.Time, rate int) (dlq.Replay, error)
+	Resend(ctx context.Context, tenant, eventID, endpointID string) (dlq.Resent, error)
+}
+
+// WithDLQ serves the dead-letter routes: listing, replay, recover, resend.
+// Without it those routes answer 404.
+func WithDLQ(d DeadLetters) Option { return func(s *Server) { s.dlq = d } }
+
+func (s *Server) dlqRoutes() {
+	if s.dlq == nil {
+		return
+	}
+	handle := func(pattern string, h http.HandlerFunc) { s.handle(pattern, s.tenant(h)) }
+	handle("GET /v1/dlq", s.listDLQ)
+	handle("GET /v1/dlq/{id}", s.getDLQ)
+	handle("POST /v1/dlq/replay", s.replayDLQ)
+	handle("GET /v1/dlq/replays", s.listReplays)
+	handle("GET /v1/dlq/replays/{id}", s.getReplay)
+	handle("POST /v1/endpoints/{id}/recover", s.recoverEndpoint)
+	handle("POST /v1/events/{id}/resend", s.resendEvent)
+}
+
+// dlqError answers for a dead-letter service failure.
+func (s *Server) dlqError(w http.ResponseWriter, r *http.Request, err error) {
+	var nf *dlq.NotFoundError
+	switch {
+	case errors.As(err, &nf):
+		notFound(w, r, nf.What)
+	case errors.Is(err, dlq.ErrNotFound):
+		notFound(w, r, "resource")
+	case errors.Is(err, dlq.ErrEndpointDisabled):
+		writeProblem(w, r, Problem{Type: problemBase + "endpoint-disabled", Title: "Endpoint disabled", Status: http.StatusConflict, Detail: err.Error()})
+	case errors.Is(err, dlq.ErrBodyGone):
+		writeProblem(w, r, Problem{Type: problemBase + "body-gone", Title: "Event body no longer stored", Status: http.StatusGone, Detail: err.Error()})
+	case errors.Is(err, dlq.ErrNoEndpoints):
+		writeProblem(w, r, Problem{Type: problemBase + "no-endpoints", Title: "No endpoint to send to", Status: http.StatusUnprocessableEntity, Detail: err.Error()})
+	case invalid(w, r, err):
+	case errors.Is(err, context.Canceled):
+		// the client went away
+	default:
+		s.log.Error().Err(err).Str("path", r.URL.Path).Msg("dead-letter service failure")
+		unavailable(w, r, "JetStream is unavailable; retry")
+	}
+}
+
+// listDLQ: GET /v1/dlq?endpoint_id=&event_type=&since=&until=&limit=&cursor=
+// lists the tenant's dead letters oldest first.
+func (s *Server) listDLQ(w http.ResponseWriter, r *http.Request) {
+	q, err := dlq.ParseQuery(r.URL.Query())
+	if invalid(w, r, err) {
+		return
+	}
+	page, err := s.dlq.List(r.Context(), tenantOf(r), q)
+	if err != nil {
+		s.dlqError(w, r, err)
+		return
+	}
+	for i := range page.Data {
+		s.withAttempts(r.Context(), tenantOf(r), &page.Data[i])
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) getDLQ(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		notFound(w, r, "dead letter "+r.PathValue("id"))
+		return
+	}
+	e, err := s.dlq.Get(r.Context(), tenantOf(r), id)
+	if err != nil {
+		s.dlqError(w, r, err)
+		return
+	}
+	s.withAttempts(r.Context(), tenantOf(r), &e)
+	writeJSON(w, http.StatusOK, e)
+}
+
+// replayDLQ: POST /v1/dlq/replay starts a background replay and answers 202
+// with it; GET /v1/dlq/replays/{id} follows its progress.
+func (s *Server) replayDLQ(w http.ResponseWriter, r *http.Request) {
+	var in dlq.ReplayInput
+	if !decode(w, r, &in) {
+		return
+	}
+	req, err := in.Request()
+	if invalid(w, r, err) {
+		return
+	}
+	s.accepted(w, r, func(ctx context.Context) (dlq.Replay, error) { return s.dlq.StartReplay(ctx, tenantOf(r), req) })
+}
+
+func (s *Server) accepted(w http.ResponseWriter, r *http.Request, start func(context.Context) (dlq.Replay, error)) {
+	rp, err := start(r.Context())
+	if err != nil {
+		s.dlqError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/dlq/replays/"+rp.ID)
+	writeJSON(w, http.StatusAccepted, rp)
+}
+
+func (s *Server) listReplays(w http.ResponseWriter, r *http.Request) {
+	rs, err := s.dlq.Replays(r.Context(), tenantOf(r), 100)
+	if err != nil {
+		s.dlqError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": rs})
+}
+
+func (s *Server) getReplay(w http.ResponseWriter, r *http.Request) {
+	rp, err := s.dlq.Replay(r.Context(), tenantOf(r), r.PathValue("id"))
+	if err != nil {
+		s.dlqError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rp)
+}
+
+// recoverEndpoint: POST /v1/endpoints/{id}/recover?since=... (or a body
+// {"since", "until", "rate"}) replays what died for the endpoint since then.
+func (s *Server) recoverEndpoint(w http.ResponseWriter, r *http.Request) {
+	var in dlq.RecoverInput
+	if !decodeOptional(w, r, &in) {
+		return
+	}
+	qv := r.URL.Query()
+	if in.Since == "" {
+		in.Since = qv.Get("since")
+	}
+	if in.Until == "" {
+		in.Until = qv.Get("until")
+	}
+	if in.Rate == 0 && qv.Get("rate") != "" {
+		n, err := strconv.Atoi(qv.Get("rate"))
+		if err != nil {
+			n = -1 // reported by Parse
+		}
+		in.Rate = n
+	}
+	since, until, rate, err := in.Parse()
+	if invalid(w, r, err) {
+		return
+	}
+	s.accepted(w, r, func(ctx context.Context) (dlq.Replay, error) {
+		return s.dlq.Recover(ctx, tenantOf(r), r.PathValue("id"), since, until, rate)
+	})
+}
+
+// resendEvent: POST /v1/events/{id}/resend with {"endpoint_id"} or no body.
+func (s *Server) resendEvent(w http.ResponseWriter, r *http.Request) {
+	var in dlq.ResendInput
+	if !decodeOptional(w, r, &in) {
+		return
+	}
+	res, err := s.dlq.Resend(r.Context(), tenantOf(r), r.PathValue("id"), in.EndpointID)
+	if err != nil {
+		s.dlqError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, res)
+}
+
+// withAttempts fills in every attempt of a dead letter's job from the
+// history. The DLQ record itself carries the last attempt (the sender knows
+// only that one when it dead-letters); the history has them all. Without a
+// history, or if it does not know the event, the record's own is shown.
+func (s *Server) withAttempts(ctx context.Context, tenant string, e *dlq.Entry) {
+	if s.history == nil {
+		return
+	}
+	ev, err := s.history.Event(ctx, tenant, e.Event.ID)
+	if err != nil {
+		return
+	}
+	var all []dlq.AttemptView
+	for _, a := range ev.Attempts {
+		if a.EndpointID != e.EndpointID || a.ReplayID != e.ReplayID || a.Test || a.At.After(e.DeadAt) {
+			continue
+		}
+		all = append(all, dlq.AttemptView{
+			Number: uint32(a.Number), At: a.At, StatusCode: int32(a.ResponseStatus), LatencyMS: a.LatencyMS,
+			ErrorClass: a.ErrorClass, Error: a.Error, ResponseBody: a.ResponseBody,
+		})
+	}
+	if len(all) > len(e.Attempts) {
+		e.Attempts = all
+	}
+}

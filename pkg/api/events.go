@@ -1,0 +1,86 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/heraldhq/herald/pkg/event"
+)
+
+// postEvent accepts an event and answers 202 only after JetStream stored it.
+// A repeated id within the duplicate window answers 202 with the same id and
+// stores nothing new.
+//
+// The limit (HERALD_MAX_EVENT_BYTES) applies to the event's data; the body
+// may be EventEnvelopeBytes larger for the rest of the JSON. Either limit
+// passed answers 413 with the data limit in "limit", and stores nothing.
+func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
+	if s.eventLimit != nil {
+		if ok, wait := s.eventLimit.Allow(r.Context(), tenantOf(r)); !ok {
+			s.rateLimited(w, r, wait)
+			return
+		}
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxEvent+EventEnvelopeBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.eventTooLarge(w, r, fmt.Sprintf("the request body is larger than %d bytes", s.maxEvent+EventEnvelopeBytes))
+			return
+		}
+		badRequest(w, r, "could not read the request body")
+		return
+	}
+	in, err := event.Parse(b)
+	if err != nil {
+		if errors.Is(err, event.ErrMalformed) {
+			badRequest(w, r, err.Error())
+			return
+		}
+		invalid(w, r, err)
+		return
+	}
+	if int64(len(in.Data)) > s.maxEvent {
+		s.eventTooLarge(w, r, fmt.Sprintf("the event's data is %d bytes", len(in.Data)))
+		return
+	}
+	tenant := tenantOf(r)
+	if in.EndpointID != "" {
+		if _, err := s.store.GetEndpoint(r.Context(), tenant, in.EndpointID); err != nil {
+			s.storeError(w, r, err, "endpoint "+in.EndpointID)
+			return
+		}
+	}
+	res, err := s.pub.Publish(r.Context(), tenant, in)
+	if err != nil {
+		if invalid(w, r, err) {
+			return
+		}
+		s.log.Error().Err(err).Str("tenant", tenant).Msg("event not stored")
+		unavailable(w, r, "the event was not stored; retry with the same id")
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"id": res.ID, "duplicate": res.Duplicate})
+}
+
+// rateLimited answers 429: the tenant sends events faster than its limit.
+// Retry-After is in whole seconds, at least 1.
+func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request, wait time.Duration) {
+	secs := max(int64(math.Ceil(wait.Seconds())), 1)
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	writeProblem(w, r, Problem{Type: problemBase + "rate-limited", Title: "Too many requests", Status: http.StatusTooManyRequests,
+		Detail: fmt.Sprintf("this tenant sends more than %d events per second (HERALD_TENANT_EVENTS_PER_SECOND); retry after %d s with the same id", s.eventLimit.Rate(), secs)})
+}
+
+// eventTooLarge answers 413 for an event over the limit.
+func (s *Server) eventTooLarge(w http.ResponseWriter, r *http.Request, what string) {
+	writeProblem(w, r, Problem{Type: problemBase + "too-large", Title: "Event too large", Status: http.StatusRequestEntityTooLarge,
+		Detail: fmt.Sprintf("%s; an event's data may be up to %d bytes (limit), plus %d bytes for the rest of its JSON",
+			what, s.maxEvent, EventEnvelopeBytes),
+		Limit: s.maxEvent})
+}

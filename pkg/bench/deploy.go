@@ -1,0 +1,433 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DeployOptions are what a scenario asks of a fresh deployment.
+type DeployOptions struct {
+	Dir           string // scratch directory for data and logs
+	MaxEventBytes int64  // HERALD_MAX_EVENT_BYTES; 0: Herald's default
+	RetrySchedule string // HERALD_RETRY_SCHEDULE; "": Herald's default
+	Pprof         bool   // serve pprof (HERALD_PPROF_ADDR) on a free port
+	// Env is more KEY=VALUE settings for every Herald process, after the
+	// bench's own (so they win): to compare a setting against the default.
+	Env []string
+}
+
+// Deployer starts fresh Herald deployments.
+type Deployer interface {
+	Name() string
+	Start(ctx context.Context, o DeployOptions) (*Stack, error)
+}
+
+// Stack is a running deployment.
+type Stack struct {
+	Deployment string
+	APIURL     string // http://127.0.0.1:port
+	NATSURL    string
+	AdminToken string
+	Procs      []*Proc // processes to measure; empty when in-process
+	stop       func()
+	once       sync.Once
+}
+
+// NewStack describes a deployment started by other means (in-process);
+// stop is called once by Stop.
+func NewStack(name, apiURL, natsURL, admin string, stop func()) *Stack {
+	return &Stack{Deployment: name, APIURL: apiURL, NATSURL: natsURL, AdminToken: admin, stop: stop}
+}
+
+// Stop stops the deployment gracefully.
+func (s *Stack) Stop() {
+	s.once.Do(func() {
+		if s.stop != nil {
+			s.stop()
+		}
+	})
+}
+
+// Proc is a process of a deployment.
+type Proc struct {
+	Name      string
+	Herald    bool // a Herald process (else NATS or Redis)
+	PprofAddr string
+	LogPath   string
+	cmd       *exec.Cmd
+	done      chan struct{}
+}
+
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has exited.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Tail returns the last n lines of the process's output.
+func (p *Proc) Tail(n int) string {
+	f, err := os.Open(p.LogPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// stop sends SIGTERM and waits, then SIGKILL.
+func (p *Proc) stop(grace time.Duration) {
+	if p.Exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// cleanEnv is the environment without anything that configures Herald,
+// NATS or Redis: a deployment gets exactly what the bench gives it.
+func cleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "HERALD_") || k == "NATS_URL" || k == "REDIS_URL" {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+func startProc(dir, name string, herald bool, env []string, bin string, args ...string) (*Proc, error) {
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
+	}
+	p := &Proc{Name: name, Herald: herald, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	return p, nil
+}
+
+// waitReady polls check until it succeeds, the process exits, or 30 s.
+func (p *Proc) waitReady(ctx context.Context, check func() error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		if p.Exited() {
+			return fmt.Errorf("%s exited before it was ready (%v); last lines:\n%s", p.Name, err, p.Tail(20))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after 30 s: %v; last lines:\n%s", p.Name, err, p.Tail(20))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+var probe = &http.Client{Timeout: 2 * time.Second}
+
+func httpOK(url string) func() error {
+	return func() error {
+		resp, err := probe.Get(url)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s %s", url, resp.Status, strings.TrimSpace(string(b)))
+		}
+		return nil
+	}
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func freeAddr() (string, error) {
+	p, err := FreePort()
+	return "127.0.0.1:" + strconv.Itoa(p), err
+}
+
+func randToken(prefix string) string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// BenchEncryptionKey is HERALD_ENCRYPTION_KEY for benchmarked deployments
+// (32 bytes, base64; a test key, not a secret).
+const BenchEncryptionKey = "YmVuY2gtZW5jcnlwdGlvbi1rZXktMzItYnl0ZXMhISE="
+
+func heraldEnv(o DeployOptions) []string {
+	env := []string{
+		"HERALD_LOG_FORMAT=json",
+		// Endpoints are on 127.0.0.1: allow it wherever a service may
+		// refuse private addresses (harmless where it is not known).
+		"HERALD_ALLOW_PRIVATE_NETWORKS=true",
+		"HERALD_EGRESS_ALLOW_PRIVATE=true",
+		// One key for every process of a deployment: secrets at rest are
+		// encrypted, as in production.
+		"HERALD_ENCRYPTION_KEY=" + BenchEncryptionKey,
+		// The bench measures Herald's limit, not the per-tenant rate limit.
+		"HERALD_TENANT_EVENTS_PER_SECOND=0",
+	}
+	if o.MaxEventBytes > 0 {
+		env = append(env, "HERALD_MAX_EVENT_BYTES="+strconv.FormatInt(o.MaxEventBytes, 10))
+	}
+	if o.RetrySchedule != "" {
+		env = append(env, "HERALD_RETRY_SCHEDULE="+o.RetrySchedule)
+	}
+	return env
+}
+
+// startHerald starts one Herald binary with its own HTTP (and pprof)
+// address and waits until /readyz answers.
+func startHerald(ctx context.Context, o DeployOptions, name, bin string, env []string) (*Proc, string, error) {
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	env = append(append(append(heraldEnv(o), env...), o.Env...), "HERALD_HTTP_ADDR="+httpAddr)
+	var pprofAddr string
+	if o.Pprof {
+		if pprofAddr, err = freeAddr(); err != nil {
+			return nil, "", err
+		}
+		env = append(env, "HERALD_PPROF_ADDR="+pprofAddr)
+	}
+	p, err := startProc(o.Dir, name, true, env, bin)
+	if err != nil {
+		return nil, "", err
+	}
+	p.PprofAddr = pprofAddr
+	if err := p.waitReady(ctx, httpOK("http://"+httpAddr+"/readyz")); err != nil {
+		p.stop(5 * time.Second)
+		return nil, "", err
+	}
+	return p, "http://" + httpAddr, nil
+}
+
+func stopAll(procs []*Proc) {
+	var wg sync.WaitGroup
+	for _, p := range procs { // Herald first, concurrently; then NATS and Redis
+		if p.Herald {
+			wg.Go(func() { p.stop(15 * time.Second) })
+		}
+	}
+	wg.Wait()
+	for _, p := range procs {
+		if !p.Herald {
+			p.stop(10 * time.Second)
+		}
+	}
+}
+
+// AllInOne deploys bin/herald: API, router and sender with NATS embedded,
+// in one process. Redis is pointed at a closed port, so it runs on its
+// in-process endpoint cache, as `make run` does without a Redis.
+type AllInOne struct{ Bin string }
+
+// Name implements Deployer.
+func (AllInOne) Name() string { return "all-in-one" }
+
+// Start implements Deployer.
+func (d AllInOne) Start(ctx context.Context, o DeployOptions) (*Stack, error) {
+	natsAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	closed, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	admin := randToken("adm_bench")
+	p, api, err := startHerald(ctx, o, "herald", d.Bin, []string{
+		"HERALD_NATS_LISTEN=" + natsAddr,
+		"HERALD_DATA_DIR=" + filepath.Join(o.Dir, "data"),
+		"HERALD_ADMIN_TOKEN=" + admin,
+		"REDIS_URL=redis://" + closed,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{Deployment: d.Name(), APIURL: api, NATSURL: "nats://" + natsAddr, AdminToken: admin, Procs: []*Proc{p}}
+	s.stop = func() { stopAll(s.Procs) }
+	return s, nil
+}
+
+// Separate deploys herald-ingest, herald-router and Senders herald-sender
+// processes against an external nats-server and a redis-server, each a
+// process of its own.
+type Separate struct {
+	BinDir      string // holds herald-ingest, herald-router, herald-sender
+	NATSServer  string // nats-server binary (>= 2.12)
+	RedisServer string // redis-server binary
+	Senders     int    // default 2
+}
+
+// Name implements Deployer.
+func (Separate) Name() string { return "separate" }
+
+// Start implements Deployer.
+func (d Separate) Start(ctx context.Context, o DeployOptions) (st *Stack, err error) {
+	var procs []*Proc
+	defer func() {
+		if err != nil {
+			stopAll(procs)
+		}
+	}()
+	natsAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	host, port, _ := net.SplitHostPort(natsAddr)
+	np, err := startProc(o.Dir, "nats-server", false, nil, d.NATSServer,
+		"-js", "-a", host, "-p", port, "-sd", filepath.Join(o.Dir, "nats"), "-n", "bench-nats")
+	if err != nil {
+		return nil, err
+	}
+	procs = append(procs, np)
+	natsURL := "nats://" + natsAddr
+	if err := np.waitReady(ctx, func() error { return jetStreamUp(ctx, natsURL) }); err != nil {
+		return nil, err
+	}
+
+	redisAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	rhost, rport, _ := net.SplitHostPort(redisAddr)
+	if err := os.MkdirAll(filepath.Join(o.Dir, "redis"), 0o755); err != nil {
+		return nil, err
+	}
+	rp, err := startProc(o.Dir, "redis-server", false, nil, d.RedisServer,
+		"--port", rport, "--bind", rhost, "--save", "", "--appendonly", "no",
+		"--dir", filepath.Join(o.Dir, "redis"), "--daemonize", "no")
+	if err != nil {
+		return nil, err
+	}
+	procs = append(procs, rp)
+	if err := rp.waitReady(ctx, func() error { return redisPing(redisAddr) }); err != nil {
+		return nil, err
+	}
+
+	admin := randToken("adm_bench")
+	common := []string{"NATS_URL=" + natsURL, "REDIS_URL=redis://" + redisAddr + "/0", "HERALD_REDIS_PREFIX=bench:"}
+	ip, api, err := startHerald(ctx, o, "herald-ingest", filepath.Join(d.BinDir, "herald-ingest"), append(common, "HERALD_ADMIN_TOKEN="+admin))
+	if err != nil {
+		return nil, err
+	}
+	procs = append(procs, ip)
+	rt, _, err := startHerald(ctx, o, "herald-router", filepath.Join(d.BinDir, "herald-router"), common)
+	if err != nil {
+		return nil, err
+	}
+	procs = append(procs, rt)
+	for i := range max(d.Senders, 1) {
+		sp, _, err := startHerald(ctx, o, fmt.Sprintf("herald-sender-%d", i+1), filepath.Join(d.BinDir, "herald-sender"), common)
+		if err != nil {
+			return nil, err
+		}
+		procs = append(procs, sp)
+	}
+	s := &Stack{Deployment: d.Name(), APIURL: api, NATSURL: natsURL, AdminToken: admin, Procs: procs}
+	s.stop = func() { stopAll(s.Procs) }
+	return s, nil
+}
+
+func jetStreamUp(ctx context.Context, url string) error {
+	nc, err := nats.Connect(url, nats.Timeout(time.Second))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = js.AccountInfo(cctx)
+	return err
+}
+
+func redisPing(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, "PING\r\n"); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") {
+		return errors.New("redis answered " + strings.TrimSpace(line))
+	}
+	return nil
+}

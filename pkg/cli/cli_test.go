@@ -1,0 +1,225 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/heraldhq/herald/pkg/api"
+	"github.com/heraldhq/herald/pkg/bus"
+	"github.com/heraldhq/herald/pkg/cache"
+	"github.com/heraldhq/herald/pkg/dlq"
+	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/ingest"
+	"github.com/heraldhq/herald/pkg/store"
+	"github.com/heraldhq/herald/pkg/testenv"
+	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
+)
+
+type fixture struct {
+	t      *testing.T
+	ctx    context.Context
+	js     jetstream.JetStream
+	st     *store.Store
+	url    string
+	tenant string
+	key    string
+}
+
+// newFixture serves the real API (dead-letter service included) over a real
+// JetStream on an httptest server, with one tenant.
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	js := testenv.JetStream(t)
+	if err := bus.EnsureStreams(ctx, js, bus.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cache.New(st, st.KV())
+	svc, err := dlq.New(ctx, js, c, dlq.WithLogger(testenv.Logger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = c.Run(ctx) }()
+	go func() { defer wg.Done(); _ = svc.Run(ctx) }()
+	srv := httptest.NewServer(api.New(st, ingest.New(js), api.WithInvalidator(c), api.WithDLQ(svc)))
+	t.Cleanup(srv.Close)
+	tn, key, err := st.CreateTenant(ctx, "cli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{t: t, ctx: ctx, js: js, st: st, url: srv.URL, tenant: tn.ID, key: key}
+}
+
+func (f *fixture) endpoint() string {
+	f.t.Helper()
+	ep, err := f.st.CreateEndpoint(f.ctx, f.tenant, store.Endpoint{Name: "e", URL: "http://127.0.0.1:9/", Events: []string{"*"}, Enabled: true})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return ep.ID
+}
+
+func (f *fixture) dead(ep, eventID, typ string, at time.Time) uint64 {
+	f.t.Helper()
+	job := &heraldv1.DeliveryJob{Id: event.JobID(f.tenant, eventID, ep), TenantId: f.tenant, EndpointId: ep,
+		Event: &heraldv1.Event{Id: eventID, TenantId: f.tenant, Type: typ, Data: []byte(`{}`)}}
+	b, _ := proto.Marshal(&heraldv1.DeadLetter{Job: job, Reason: "attempt budget of 5 used", DeadAtUnixMs: at.UnixMilli(),
+		Attempts: []*heraldv1.Attempt{{Number: 5, StatusCode: 500, ErrorClass: "server_error"}}})
+	ack, err := f.js.Publish(f.ctx, bus.DLQSubject(f.tenant, ep), b)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+// run runs a command line against the fixture's API.
+func (f *fixture) run(env map[string]string, args ...string) (code int, stdout, stderr string) {
+	f.t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
+	defer cancel()
+	code = Run(ctx, args, &out, &errb, func(k string) string { return env[k] })
+	return code, out.String(), errb.String()
+}
+
+func TestListAndReplayAgainstTheAPI(t *testing.T) {
+	f := newFixture(t)
+	ep1, ep2 := f.endpoint(), f.endpoint()
+	old := time.Now().Add(-50 * time.Second).Truncate(time.Millisecond)
+	recent := time.Now().Add(-2 * time.Second).Truncate(time.Millisecond)
+	s1 := f.dead(ep1, "evt-1", "post.published", old)
+	s2 := f.dead(ep1, "evt-2", "post.deleted", recent)
+	s3 := f.dead(ep2, "evt-3", "post.published", recent)
+	conn := []string{"--api", f.url, "--key", f.key}
+
+	// A table, oldest first.
+	code, out, errs := f.run(nil, append([]string{"dlq", "list"}, conn...)...)
+	if code != 0 {
+		t.Fatalf("list: %d %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "ID") || !strings.HasPrefix(lines[1], fmt.Sprint(s1)) ||
+		!strings.Contains(lines[1], "evt-1") || !strings.Contains(lines[1], ep1) || !strings.Contains(lines[3], "evt-3") {
+		t.Fatalf("list table:\n%s", out)
+	}
+
+	// JSON, filtered, the key from the environment; --all follows cursors.
+	code, out, errs = f.run(map[string]string{"HERALD_API_KEY": f.key, "HERALD_API_URL": f.url},
+		"dlq", "list", "--json", "--limit", "1", "--all", "--endpoint", ep1)
+	if code != 0 {
+		t.Fatalf("list --json: %d %s", code, errs)
+	}
+	var page dlq.Page
+	if err := json.Unmarshal([]byte(out), &page); err != nil {
+		t.Fatalf("list --json printed %q: %v", out, err)
+	}
+	if len(page.Data) != 2 || page.Data[0].ID != s1 || page.Data[1].ID != s2 || page.NextCursor != nil {
+		t.Fatalf("list --json --all --endpoint: %+v", page)
+	}
+	code, out, _ = f.run(nil, append([]string{"dlq", "list", "--json", "--limit", "1", "--event-type", "post.*"}, conn...)...)
+	if err := json.Unmarshal([]byte(out), &page); code != 0 || err != nil || len(page.Data) != 1 || page.NextCursor == nil {
+		t.Fatalf("one page of one: %d %+v", code, page)
+	}
+	code, out, _ = f.run(nil, append([]string{"dlq", "list", "--json", "--since", "10s"}, conn...)...)
+	if err := json.Unmarshal([]byte(out), &page); code != 0 || err != nil || len(page.Data) != 2 || page.Data[0].ID != s2 {
+		t.Fatalf("--since 10s: %d %+v", code, page)
+	}
+
+	// Replay what died on ep1 in the last 10 s, and wait for it.
+	code, out, errs = f.run(nil, append([]string{"dlq", "replay", "--endpoint", ep1, "--since", "10s", "--rate", "100", "--wait", "--json"}, conn...)...)
+	if code != 0 {
+		t.Fatalf("replay: %d %s %s", code, out, errs)
+	}
+	var r dlq.Replay
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("replay printed %q: %v", out, err)
+	}
+	if r.State != dlq.StateDone || r.Total != 1 || r.Replayed != 1 || r.Rate != 100 || r.Filter == nil || r.Filter.EndpointID != ep1 {
+		t.Fatalf("replay %+v", r)
+	}
+	code, out, _ = f.run(nil, append([]string{"dlq", "list", "--json"}, conn...)...)
+	if err := json.Unmarshal([]byte(out), &page); code != 0 || err != nil || len(page.Data) != 2 || page.Data[0].ID != s1 || page.Data[1].ID != s3 {
+		t.Fatalf("left after the replay: %+v", page)
+	}
+
+	// Status, as a table, flags after the id.
+	code, out, errs = f.run(nil, append([]string{"dlq", "status", r.ID}, conn...)...)
+	if code != 0 || !strings.Contains(out, "done") || !strings.Contains(out, "1/1 replayed") || !strings.Contains(out, "endpoint "+ep1) {
+		t.Fatalf("status: %d\n%s%s", code, out, errs)
+	}
+
+	// By id, without waiting: the replay id is printed.
+	code, out, errs = f.run(nil, append([]string{"dlq", "replay", "--id", fmt.Sprintf("%d,%d", s1, s3)}, conn...)...)
+	if code != 0 || !strings.Contains(out, "rpl_") || !strings.Contains(out, "2 dead letters by id") {
+		t.Fatalf("replay --id: %d %s %s", code, out, errs)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		code, out, _ := f.run(nil, append([]string{"dlq", "list", "--json"}, conn...)...)
+		var p dlq.Page
+		return code == 0 && json.Unmarshal([]byte(out), &p) == nil && len(p.Data) == 0
+	}, "the replay by id did not empty the DLQ")
+}
+
+func TestErrorsAndUsage(t *testing.T) {
+	f := newFixture(t)
+	conn := []string{"--api", f.url, "--key", f.key}
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		code int
+		msg  string
+	}{
+		{[]string{"dlq"}, nil, 2, "usage"},
+		{[]string{"dlq", "frobnicate"}, nil, 2, "unknown command"},
+		{[]string{"dlq", "list", "--api", f.url}, nil, 2, "no API key"},
+		{[]string{"dlq", "list", "--api", f.url, "--key", "hk_wrong"}, nil, 1, "401"},
+		{append([]string{"dlq", "list", "--since", "yesterday"}, conn...), nil, 2, "RFC 3339"},
+		{append([]string{"dlq", "replay"}, conn...), nil, 2, "say what to replay"},
+		{append([]string{"dlq", "replay", "--id", "999"}, conn...), nil, 1, "404"},
+		{append([]string{"dlq", "replay", "--endpoint", "ep_nope"}, conn...), nil, 1, "endpoint ep_nope not found"},
+		{append([]string{"dlq", "status", "rpl_nope"}, conn...), nil, 1, "404"},
+		{append([]string{"dlq", "status"}, conn...), nil, 2, "usage"},
+	} {
+		code, out, errs := f.run(c.env, c.args...)
+		if code != c.code || !strings.Contains(out+errs, c.msg) {
+			t.Errorf("%v: exit %d, output %q %q; want exit %d mentioning %q", c.args, code, out, errs, c.code, c.msg)
+		}
+	}
+}
+
+func TestParseWhen(t *testing.T) {
+	now := time.Date(2026, 11, 22, 21, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"2026-11-20T10:00:00Z":      time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC),
+		"2026-11-20T10:00:00+01:00": time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC),
+		"24h":                       now.Add(-24 * time.Hour),
+		"90m":                       now.Add(-90 * time.Minute),
+	} {
+		got, err := parseWhen(in, now)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("%s: %v %v, want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "yesterday", "-5m", "2026-11-20"} {
+		if _, err := parseWhen(in, now); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}

@@ -1,0 +1,411 @@
+package faults
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/pkg/testenv"
+)
+
+// Settings every Herald under test runs with. The retry schedule with
+// max_attempts 10 tolerates ~14 s without a successful answer, far more than
+// any receiver outage here, so no job of a healthy endpoint should die; the
+// 2 s AckWait makes a killed process's jobs and events move on within
+// seconds.
+const (
+	retrySchedule = "200ms,500ms,1s,2s,2s"
+	ackWait       = 2 * time.Second
+	adminToken    = "adm_faults-operator-token"
+)
+
+// ---- binaries ----
+
+// binDir returns the directory of the Herald binaries (plain go build from
+// the services module, as operators run them), built once per test binary.
+// HERALD_FAULTS_RACE=1 builds them with -race.
+func binDir(t testing.TB) string {
+	return testenv.HeraldBinaries(t, os.Getenv("HERALD_FAULTS_RACE") == "1")
+}
+
+// ---- the stack ----
+
+// Stack is Herald as separate processes: one nats-server or a cluster of
+// three, a redis-server, herald-ingest, herald-router and two senders.
+type Stack struct {
+	t       *testing.T
+	NATS    []*testenv.Process
+	natsMon []string // monitoring base URLs, for the cluster
+	NATSURL string
+	Redis   *testenv.Process
+	Ingest  *testenv.Process
+	Router  *testenv.Process
+	Senders []*testenv.Process
+	API     *API
+	NC      *nats.Conn
+	JS      jetstream.JetStream
+
+	env   []string
+	names map[*testenv.Process]string
+	pids  map[*testenv.Process]int // at the start of the fault
+}
+
+type stackOptions struct {
+	cluster bool // three nats-server nodes, R3 streams
+}
+
+// startStack starts NATS, Redis, ingest, router and two senders, and waits
+// until each service answers /readyz.
+func startStack(t *testing.T, o stackOptions) *Stack {
+	t.Helper()
+	bins := binDir(t)
+	s := &Stack{t: t, names: map[*testenv.Process]string{}}
+	replicas := 1
+	if o.cluster {
+		replicas = 3
+		s.startCluster(t)
+	} else {
+		p := testenv.NATSProcess(t)
+		s.NATS = []*testenv.Process{p}
+		s.names[p] = "nats-server"
+		s.NATSURL = p.URL()
+	}
+	s.Redis = testenv.RedisProcess(t)
+	s.names[s.Redis] = "redis-server"
+	s.env = []string{
+		"HERALD_EMBEDDED_NATS=false",
+		"HERALD_EGRESS_ALLOW_PRIVATE=true", // the receivers listen on loopback
+		"NATS_URL=" + s.NATSURL,
+		"REDIS_URL=" + s.Redis.URL(),
+		"HERALD_REDIS_PREFIX=faults:",
+		"HERALD_ADMIN_TOKEN=" + adminToken,
+		"HERALD_ENCRYPTION_KEY=" + encryptionKey(t),
+		"HERALD_RETRY_SCHEDULE=" + retrySchedule,
+		"HERALD_ACK_WAIT=" + ackWait.String(),
+		"HERALD_STREAM_REPLICAS=" + strconv.Itoa(replicas),
+		// Per-endpoint caps must not be what the fault rows measure: the
+		// default cap (10 in flight per endpoint) would turn the slow
+		// receiver into a capacity problem (12 requests/s at 0.8 s each).
+		"HERALD_ENDPOINT_CONCURRENCY=1000",
+		// The breaker's cool-down scaled down like the retry schedule, so
+		// that the receiver row measures recovery in seconds, not in 30 s
+		// cool-downs.
+		"HERALD_BREAKER_COOLDOWN=2s",
+		"HERALD_LOG_LEVEL=info",
+	}
+	s.Ingest = s.start(t, "herald-ingest", filepath.Join(bins, "herald-ingest"))
+	s.Router = s.start(t, "herald-router", filepath.Join(bins, "herald-router"))
+	for i := range 2 {
+		s.Senders = append(s.Senders, s.start(t, fmt.Sprintf("herald-sender-%c", 'A'+i), filepath.Join(bins, "herald-sender")))
+	}
+	s.API = newAPI(s.Ingest.URL())
+
+	nc, err := nats.Connect(s.NATSURL, nats.Name("faults-test"), nats.MaxReconnects(-1),
+		nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		t.Fatalf("connect %s: %v", s.NATSURL, err)
+	}
+	t.Cleanup(nc.Close)
+	s.NC = nc
+	if s.JS, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// encryptionKey is a fresh HERALD_ENCRYPTION_KEY (32 random bytes,
+// base64), shared by every service of a stack.
+func encryptionKey(t *testing.T) string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// startCluster starts three nats-server processes routed to each other
+// (same cluster name, distinct store dirs, monitoring on for /healthz).
+func (s *Stack) startCluster(t *testing.T) {
+	t.Helper()
+	var cports, mports []string
+	for range 3 {
+		cports = append(cports, strconv.Itoa(testenv.FreePort(t)))
+		mports = append(mports, strconv.Itoa(testenv.FreePort(t)))
+	}
+	var routes []string
+	for _, p := range cports {
+		routes = append(routes, "nats://127.0.0.1:"+p)
+	}
+	var urls []string
+	for i := range 3 {
+		p := testenv.NATSProcess(t,
+			"--cluster_name", "herald-faults",
+			"--cluster", "nats://127.0.0.1:"+cports[i],
+			"--routes", strings.Join(routes, ","),
+			"-m", mports[i])
+		s.NATS = append(s.NATS, p)
+		s.names[p] = fmt.Sprintf("nats-%d", i+1)
+		s.natsMon = append(s.natsMon, "http://127.0.0.1:"+mports[i])
+		urls = append(urls, p.URL())
+	}
+	s.NATSURL = strings.Join(urls, ",")
+}
+
+func (s *Stack) start(t *testing.T, name, bin string) *testenv.Process {
+	t.Helper()
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	p := testenv.StartProcess(t, name, append(append([]string{}, s.env...), "HERALD_HTTP_ADDR="+addr), bin)
+	p.SetURL("http://" + addr)
+	p.WaitHTTP(p.URL()+"/readyz", 45*time.Second)
+	s.names[p] = name
+	return p
+}
+
+// Services are the Herald processes.
+func (s *Stack) Services() []*testenv.Process {
+	return append([]*testenv.Process{s.Ingest, s.Router}, s.Senders...)
+}
+
+func (s *Stack) all() []*testenv.Process {
+	return append(append(append([]*testenv.Process{}, s.NATS...), s.Redis), s.Services()...)
+}
+
+// Name is how a process is called in messages.
+func (s *Stack) Name(p *testenv.Process) string { return s.names[p] }
+
+// notePids remembers every process id, so that the end of the row can tell
+// which processes were restarted.
+func (s *Stack) notePids() {
+	s.pids = map[*testenv.Process]int{}
+	for _, p := range s.all() {
+		s.pids[p] = p.Pid()
+	}
+}
+
+// checkRestarts fails the test if any process other than those the fault
+// restarted on purpose died or runs under a new process id, if one of those
+// is not running again, and if a service printed a panic or (built with
+// HERALD_FAULTS_RACE=1) a data race.
+func (s *Stack) checkRestarts(t *testing.T, restarted []*testenv.Process) {
+	t.Helper()
+	on := map[*testenv.Process]bool{}
+	for _, p := range restarted {
+		on[p] = true
+	}
+	for _, p := range s.Services() {
+		out := p.Output()
+		for _, bad := range []string{"WARNING: DATA RACE", "panic:", "fatal error:"} {
+			if i := strings.Index(out, bad); i >= 0 {
+				t.Errorf("%s printed %q:\n%s", s.Name(p), bad, out[i:min(len(out), i+3000)])
+			}
+		}
+	}
+	for _, p := range s.all() {
+		switch {
+		case !p.Running():
+			t.Errorf("%s is not running at the end of the row (exit: %v)", s.Name(p), p.ExitErr())
+		case on[p] && p.Pid() == s.pids[p]:
+			t.Errorf("%s was to be restarted by the fault, but runs under its old pid", s.Name(p))
+		case !on[p] && p.Pid() != s.pids[p]:
+			t.Errorf("%s was restarted (pid %d -> %d) though the fault did not touch it", s.Name(p), s.pids[p], p.Pid())
+		}
+	}
+}
+
+// saveLogs copies every process's output to $HERALD_FAULTS_LOGS/<test>/,
+// when set: the temporary directories they live in are removed at the end
+// of the test, and a passing row's logs can be worth reading too.
+func (s *Stack) saveLogs(t *testing.T) {
+	root := os.Getenv("HERALD_FAULTS_LOGS")
+	if root == "" {
+		return
+	}
+	dir := filepath.Join(root, strings.ReplaceAll(t.Name(), "/", "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("save logs: %v", err)
+		return
+	}
+	for _, p := range s.all() {
+		_ = os.WriteFile(filepath.Join(dir, s.Name(p)+".log"), []byte(p.Output()), 0o644)
+	}
+}
+
+// readyz is the status of GET /readyz, or 0 when it does not answer.
+func readyz(p *testenv.Process) int {
+	c := http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(p.URL() + "/readyz")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// waitReadyz waits until every process answers /readyz with want and
+// returns how long that took. A process that stops answering at all fails
+// the test: readiness must be reported, not timed out.
+func (s *Stack) waitReadyz(t *testing.T, procs []*testenv.Process, want int, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var mu sync.Mutex
+	got := map[string]int{}
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deadline := start.Add(within)
+			for {
+				st := readyz(p)
+				mu.Lock()
+				got[s.Name(p)] = st
+				mu.Unlock()
+				if st == want || time.Now().After(deadline) {
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	for name, st := range got {
+		if st != want {
+			t.Errorf("%s: /readyz answered %d, want %d within %s", name, st, want, within)
+		}
+	}
+	return time.Since(start)
+}
+
+// nodeName asks a cluster node's monitoring port for its server name.
+func (s *Stack) nodeName(i int) string {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(s.natsMon[i] + "/varz")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Name string `json:"server_name"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&v)
+	return v.Name
+}
+
+// waitNodeHealthy waits until node i reports JetStream healthy (its streams
+// and consumers current) on /healthz.
+func (s *Stack) waitNodeHealthy(t *testing.T, i int, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c := http.Client{Timeout: 2 * time.Second}
+	testenv.Eventually(t, within, func() bool {
+		resp, err := c.Get(s.natsMon[i] + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "nats node %d not healthy within %s", i+1, within)
+	return time.Since(start)
+}
+
+// streamLeader is the server name leading stream name.
+func (s *Stack) streamLeader(name string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := s.JS.Stream(ctx, name)
+	if err != nil || st.CachedInfo().Cluster == nil {
+		return ""
+	}
+	return st.CachedInfo().Cluster.Leader
+}
+
+// ---- API client ----
+
+// API is a client of Herald's HTTP API.
+type API struct {
+	Base string
+	hc   *http.Client
+}
+
+func newAPI(base string) *API {
+	return &API{Base: base, hc: &http.Client{
+		Timeout:   3 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxIdleConns: 256},
+	}}
+}
+
+// Call sends one request with a JSON body (nil for none). Safe for
+// concurrent use.
+func (a *API) Call(ctx context.Context, method, path, token string, body []byte) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.Base+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, out, err
+}
+
+// Must sends one request, fails the test unless the answer is want, and
+// decodes it into out.
+func (a *API) Must(t testing.TB, method, path, token string, in any, want int, out any) {
+	t.Helper()
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	status, body, err := a.Call(ctx, method, path, token, b)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	if status != want {
+		t.Fatalf("%s %s: status %d, want %d: %s", method, path, status, want, body)
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			t.Fatalf("%s %s: decode %s: %v", method, path, body, err)
+		}
+	}
+}
+
+// Tenant as POST /v1/tenants answers.
+type Tenant struct {
+	ID     string `json:"id"`
+	APIKey string `json:"api_key"`
+}
+
+// Endpoint as the API shows it.
+type Endpoint struct {
+	ID     string `json:"id"`
+	Secret string `json:"secret"`
+}

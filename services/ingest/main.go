@@ -1,0 +1,13 @@
+// Command herald-ingest runs Herald's ingest role as its own process, against
+// the NATS server at NATS_URL and the Redis at REDIS_URL.
+package main
+
+import (
+	"os"
+
+	"github.com/heraldhq/herald/pkg/service"
+)
+
+func main() {
+	os.Exit(service.Main("ingest", service.Config{Roles: service.Roles{API: true}, HTTPAddr: "127.0.0.1:8080"}))
+}

@@ -1,0 +1,86 @@
+# Herald's entry points. A fresh machine needs only `make run` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/heraldhq/herald/pkg/version.Version=$(VERSION)
+PKGS := ./pkg/... ./services/... ./proto/...
+BUF_VERSION := v1.50.0
+PROTOC_GEN_GO_VERSION := v1.36.12
+
+.PHONY: run build test test-deps vet proto bench clean
+
+## run: build and start the all-in-one herald (embedded NATS, data in ./data)
+run: build
+	./bin/herald
+
+## build: bin/herald, bin/herald-ingest, bin/herald-router, bin/herald-sender
+build:
+	@mkdir -p bin
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/herald ./services/herald
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/herald-ingest ./services/ingest
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/herald-router ./services/router
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/herald-sender ./services/sender
+
+## test: the whole suite, with the race detector, against real NATS and Redis
+test: test-deps vet fuzz
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+## test-faults: the fault suite (services/faults): steady load through ingest, router, two
+## senders, nats-server and Redis as processes, one fault per row, then the ledger; prints a
+## table (~2 min on 2 cores). No -race: the Herald binaries it runs are built without it, as
+## operators run them; -race would slow only the test's own producer and receiver, which
+## skews the faults they play (HERALD_FAULTS_RACE=1 builds the binaries with -race instead).
+.PHONY: test-faults
+test-faults: test-deps
+	$(GO) test -count=1 -v -timeout 20m ./services/faults/...
+
+# Tests start their own servers: an embedded or built-from-source nats-server,
+# and redis-server from the PATH when REDIS_URL is not set. Make sure the
+# latter exists.
+test-deps:
+	@if [ -z "$$REDIS_URL" ] && ! command -v redis-server >/dev/null; then \
+		echo "installing redis-server (tests start their own)"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
+		else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi; \
+	fi
+
+vet:
+	@unformatted=$$(gofmt -l pkg services proto | grep -v '\.pb\.go$$'); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## fuzz: every fuzz target, FUZZTIME each, from its committed seeds in testdata/fuzz/<Name>.
+## The budget is a count of executions (Nx), not a duration: Go 1.26's fuzz coordinator can
+## fail a duration-bounded run with a spurious "context deadline exceeded" when the -fuzztime
+## deadline races a busy worker (go.dev/issue/75804, fixed in Go 1.27). A count has no deadline.
+## The seeds also run as plain tests in every `go test`.
+FUZZTIME ?= 20000x
+.PHONY: fuzz
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime=$(FUZZTIME) ./pkg/event
+	$(GO) test -run '^$$' -fuzz '^FuzzEndpointInput$$' -fuzztime=$(FUZZTIME) ./pkg/api
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateType$$' -fuzztime=$(FUZZTIME) ./pkg/match
+	$(GO) test -run '^$$' -fuzz '^FuzzMatches$$' -fuzztime=$(FUZZTIME) ./pkg/match
+	$(GO) test -run '^$$' -fuzz '^FuzzParseEventSubject$$' -fuzztime=$(FUZZTIME) ./pkg/bus
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime=$(FUZZTIME) ./pkg/retry
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRetryAfter$$' -fuzztime=$(FUZZTIME) ./pkg/retry
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime=$(FUZZTIME) ./pkg/verify
+	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime=$(FUZZTIME) ./pkg/seal
+
+## proto: regenerate the Go code of proto/ (committed)
+proto:
+	cd proto && PATH="$$($(GO) env GOPATH)/bin:$$PATH" sh -c '\
+		command -v protoc-gen-go >/dev/null || $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION); \
+		$(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate'
+
+## bench: load-test Herald beside this machine's limit: every scenario on the all-in-one and on
+## separate processes; results in bench/results/, figures in docs/performance.md.
+## Select with SCENARIOS=single,latency (and DEPLOYMENTS=all-in-one); BENCH_FLAGS passes more flags.
+SCENARIOS ?= all
+DEPLOYMENTS ?= all-in-one,separate
+bench: build
+	$(GO) run ./services/bench/runner --bin bin --scenarios $(SCENARIOS) --deployments $(DEPLOYMENTS) \
+		--out bench/results --doc docs/performance.md $(BENCH_FLAGS)
+
+clean:
+	rm -rf bin

@@ -49,6 +49,10 @@ var (
 		Name: "herald_sender_delayed_total",
 		Help: "Jobs put back without an attempt, by reason: concurrency, rate, breaker.",
 	}, []string{"reason"})
+	handoffs = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "herald_sender_handoffs_total",
+		Help: "Jobs refused by their endpoint's cap that waited in process and were handed a slot as a request ended.",
+	})
 	scheduled = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "herald_sender_scheduled_total",
 		Help: "Jobs moved out of the consumer to wait as message schedules.",
@@ -141,7 +145,7 @@ type Sender struct {
 	health        Health
 	ops           Ops
 	payloads      Payloads
-	latencies     latencies
+	endpoints     endpoints
 	endpointCap   int
 	log           zerolog.Logger
 	rnd           func() float64
@@ -157,7 +161,8 @@ type Option func(*Sender)
 // WithLogger sets the logger.
 func WithLogger(l zerolog.Logger) Option { return func(s *Sender) { s.log = l } }
 
-// WithWorkers sets how many requests are in flight at most in this process.
+// WithWorkers sets how many jobs this process works on at once (see
+// worker for the one exception).
 func WithWorkers(n int) Option { return func(s *Sender) { s.workers = n } }
 
 // WithSchedule replaces the retry schedule.
@@ -264,7 +269,9 @@ func (s *Sender) consume(ctx context.Context, slots chan struct{}, wg *sync.Wait
 				break more
 			}
 		}
-		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(time.Second))
+		// A batch keeps the worker slots it asked for until it ends, so a
+		// short wait: slots it could not fill go back to the pool soon.
+		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(50*time.Millisecond))
 		if err != nil {
 			release(slots, n)
 			return fmt.Errorf("fetch jobs: %w", err)
@@ -274,8 +281,9 @@ func (s *Sender) consume(ctx context.Context, slots chan struct{}, wg *sync.Wait
 			got++
 			wg.Add(1)
 			go func() {
-				defer func() { <-slots; wg.Done() }()
-				s.work(context.WithoutCancel(ctx), msg)
+				w := &worker{slots: slots, held: true}
+				defer func() { w.release(); wg.Done() }()
+				s.work(context.WithoutCancel(ctx), msg, w)
 			}()
 		}
 		release(slots, n-got)
@@ -291,8 +299,38 @@ func release(slots chan struct{}, n int) {
 	}
 }
 
+// worker is a job's claim on one of the process's worker slots. A job that
+// waits in process for a slot of its endpoint gives its worker back
+// meanwhile, so waiting jobs never keep other endpoints' jobs from being
+// fetched. Handed an endpoint slot, it takes a worker again if one is free
+// and runs without one otherwise: waiting for a worker would leave the
+// endpoint's slot idle. Requests in flight can thus exceed the worker count
+// by at most the caps of the endpoints whose jobs wait here.
+type worker struct {
+	slots chan struct{}
+	held  bool
+}
+
+func (w *worker) release() {
+	if w != nil && w.held {
+		<-w.slots
+		w.held = false
+	}
+}
+
+func (w *worker) reclaim() {
+	if w == nil || w.held {
+		return
+	}
+	select {
+	case w.slots <- struct{}{}:
+		w.held = true
+	default:
+	}
+}
+
 // work handles one job from start to ack.
-func (s *Sender) work(ctx context.Context, msg jetstream.Msg) {
+func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
 	inFlight.Inc()
 	defer inFlight.Dec()
 	job := &heraldv1.DeliveryJob{}
@@ -338,29 +376,18 @@ func (s *Sender) work(ctx context.Context, msg jetstream.Msg) {
 	}
 
 	timeout := time.Duration(ep.TimeoutMS) * time.Millisecond
-	var permit Permit
-	if s.endpointCap > 0 && s.latencies.busy(ep.ID, s.endpointCap) {
-		// This process alone fills the endpoint's cap: no need to ask
-		// Redis, the answer is no. Come back after a few requests' time.
-		s.wait(ctx, msg, job, meta, attempt-1, Admission{Reason: ReasonConcurrency,
-			Wait: min(max(4*s.latencies.expected(ep.ID), minLimitWait), time.Second)}, log)
+	permit, adm := s.admit(ctx, &ep, timeout, len(msg.Data()), w)
+	if !adm.OK {
+		s.wait(ctx, msg, job, meta, attempt-1, s.pace(&ep, adm), log)
 		return
 	}
-	if s.limiter != nil {
-		var adm Admission
-		permit, adm = s.limiter.Admit(ctx, ep.ID, ep.RateLimit, timeout+5*time.Second)
-		if !adm.OK {
-			s.wait(ctx, msg, job, meta, attempt-1, adm, log)
-			return
-		}
-	}
 
-	s.latencies.start(ep.ID)
+	started := s.endpoints.start(ep.ID)
 	rec, decision := s.attempt(ctx, msg, &ep, job, attempt)
-	s.latencies.end(ep.ID)
 	if permit != nil {
 		permit.Done(ctx, rec.StatusCode >= 200 && rec.StatusCode <= 299)
 	}
+	s.endpoints.end(ep.ID, started) // after Done: a job woken by it finds the slot free everywhere
 	s.trackHealth(ctx, &ep, job, decision, log)
 	switch decision.Action {
 	case Ack:
@@ -388,6 +415,47 @@ func (s *Sender) work(ctx context.Context, msg jetstream.Msg) {
 	}
 }
 
+// admit asks the limiter for a slot at the endpoint. It never asks Redis
+// when this process alone already fills the endpoint's cap. A job refused
+// by the cap of a fast endpoint waits here, briefly and without its worker
+// (see endpoints.holdFor), to be handed the slot of a request of this
+// process as it ends: a hot endpoint then stays at its cap instead of
+// idling while its refused jobs wait out their delays in JetStream. Any
+// other refusal goes back at once.
+func (s *Sender) admit(ctx context.Context, ep *store.Endpoint, timeout time.Duration, size int, w *worker) (Permit, Admission) {
+	var until time.Time
+	for {
+		permit, adm := Permit(nil), Admission{OK: true}
+		switch {
+		case s.endpointCap > 0 && until.IsZero() && s.endpoints.queueing(ep.ID),
+			s.endpointCap > 0 && s.endpoints.busy(ep.ID, s.endpointCap):
+			adm = Admission{Reason: ReasonConcurrency}
+		case s.limiter != nil:
+			permit, adm = s.limiter.Admit(ctx, ep.ID, ep.RateLimit, timeout+5*time.Second)
+		}
+		if adm.OK && !until.IsZero() {
+			handoffs.Inc()
+		}
+		if adm.OK || adm.Reason != ReasonConcurrency {
+			return permit, adm
+		}
+		now := time.Now()
+		if until.IsZero() {
+			d := s.endpoints.holdFor(ep.ID, s.endpointCap, size)
+			if d <= 0 {
+				return nil, adm
+			}
+			until = now.Add(d)
+		}
+		if !now.Before(until) {
+			return nil, adm
+		}
+		w.release()
+		s.endpoints.hold(ep.ID, until.Sub(now), size)
+		w.reclaim()
+	}
+}
+
 // attemptNumber is the number of the attempt this delivery makes: attempts
 // made before the job was (re)published, plus this message's deliveries,
 // less the deliveries that a limit delayed without an attempt.
@@ -405,6 +473,30 @@ func skipKey(meta *jetstream.MsgMetadata) string {
 	return strconv.FormatUint(meta.Sequence.Stream, 10)
 }
 
+// maxPace bounds the wait of a job refused by an endpoint's cap or rate
+// limit: past it the job comes back and is refused again, which costs
+// little at that spacing.
+const maxPace = 10 * time.Second
+
+// pace sets how long a job refused by the endpoint's cap or rate limit
+// waits in JetStream: its place in the endpoint's virtual queue (see
+// endpoints.backoff), never less than the limiter's own hint for a rate
+// refusal. The limiter's hint for a full cap is its worst case (the first
+// lease's expiry), so for that the queue alone decides.
+func (s *Sender) pace(ep *store.Endpoint, adm Admission) Admission {
+	var floor time.Duration
+	switch adm.Reason {
+	case ReasonRate:
+		floor = adm.Wait
+	case ReasonConcurrency:
+	default:
+		return adm
+	}
+	slot := s.endpoints.slotTime(ep.ID, s.endpointCap, ep.RateLimit)
+	adm.Wait = s.endpoints.backoff(ep.ID, slot, floor, min(maxPace, s.threshold), s.now())
+	return adm
+}
+
 // wait puts back a job that a limit refused, without using an attempt. A
 // short wait (an endpoint's concurrency cap or rate limit) is a
 // NakWithDelay, counted as a skip; a breaker's wait, any wait longer than
@@ -414,15 +506,11 @@ func skipKey(meta *jetstream.MsgMetadata) string {
 // attempt.
 func (s *Sender) wait(ctx context.Context, msg jetstream.Msg, job *heraldv1.DeliveryJob, meta *jetstream.MsgMetadata, done int, adm Admission, log zerolog.Logger) {
 	delayed.WithLabelValues(adm.Reason).Inc()
-	if adm.Reason == ReasonConcurrency {
-		// A slot frees when a request in flight ends: come back after about
-		// one request's time, not the limiter's worst case.
-		if e := s.latencies.expected(job.EndpointId); e > 0 {
-			adm.Wait = min(max(e, minLimitWait), adm.Wait)
-		}
+	if adm.Reason != ReasonConcurrency && adm.Reason != ReasonRate {
+		// Jitter, so jobs refused together do not all return together
+		// (paced refusals are spread already).
+		adm.Wait += time.Duration(float64(adm.Wait) * 0.2 * s.rnd())
 	}
-	// Jitter, so jobs refused together do not all return together.
-	adm.Wait += time.Duration(float64(adm.Wait) * 0.2 * s.rnd())
 	// A short wait stays in the consumer when the skip can be counted where
 	// every replica sees it; otherwise the job carries its attempt count
 	// itself, as a schedule.
@@ -544,7 +632,6 @@ func (s *Sender) attempt(ctx context.Context, msg jetstream.Msg, ep *store.Endpo
 		stop()
 	}
 	attempts.WithLabelValues(string(out.Class)).Inc()
-	s.latencies.observe(job.EndpointId, out.Latency)
 	rec.StatusCode = int32(out.Status)
 	rec.LatencyUs = out.Latency.Microseconds()
 	rec.ErrorClass = string(out.Class)

@@ -1,0 +1,82 @@
+package sender
+
+import (
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/pkg/testenv"
+)
+
+func TestBackoffSpacesRefusedJobs(t *testing.T) {
+	var l endpoints
+	l.get("ep").avg.Store(int64(10 * time.Millisecond))
+	slot := l.slotTime("ep", 10, 0) // half of 10 ms shared by 10 slots
+	if slot != 500*time.Microsecond {
+		t.Fatalf("slot time %v, want 500µs", slot)
+	}
+	now := time.Unix(1000, 0)
+	var last time.Duration
+	for i := range 100 {
+		d := l.backoff("ep", slot, 0, time.Second, now)
+		if i > 0 && d-last != slot {
+			t.Fatalf("job %d due %v after the one before, want %v", i, d-last, slot)
+		}
+		last = d
+	}
+	if last < 50*time.Millisecond {
+		t.Fatalf("100 refused jobs all due within %v: they would return together", last)
+	}
+	if d := l.backoff("ep", time.Hour, 0, time.Second, now); d != time.Second {
+		t.Fatalf("backoff %v beyond its limit of 1s", d)
+	}
+	// A rate limit's spacing wins over a fast endpoint's, and its hint is a floor.
+	if s := l.slotTime("ep", 10, 100); s != 10*time.Millisecond {
+		t.Fatalf("slot time with 100/s rate %v, want 10ms", s)
+	}
+	if d := l.backoff("other", time.Microsecond, 300*time.Millisecond, time.Second, now); d < 300*time.Millisecond {
+		t.Fatalf("backoff %v below the limiter's hint", d)
+	}
+}
+
+func TestHoldOnlyForFastEndpointsAndBounded(t *testing.T) {
+	var l endpoints
+	if d := l.holdFor("new", 10, 1); d != 0 {
+		t.Fatalf("an endpoint never measured may hold jobs (%v)", d)
+	}
+	l.get("slow").avg.Store(int64(3 * time.Second))
+	if d := l.holdFor("slow", 10, 1); d != 0 {
+		t.Fatalf("a slow endpoint's job may wait in process (%v)", d)
+	}
+	fast := l.get("fast")
+	fast.avg.Store(int64(100 * time.Millisecond / 10)) // 10 ms: 20 per slot within maxHold
+	if d := l.holdFor("fast", 2, 1); d != maxHold {
+		t.Fatalf("fast endpoint: hold %v, want %v", d, maxHold)
+	}
+	fast.waiting.Store(40) // 2 slots x 20 requests each within maxHold
+	if d := l.holdFor("fast", 2, 1); d != 0 {
+		t.Fatalf("more jobs wait than the endpoint serves within %v, and yet another may (%v)", maxHold, d)
+	}
+	fast.waiting.Store(0)
+	if d := l.holdFor("fast", 2, maxWaitingBytes+1); d != 0 {
+		t.Fatal("a job over the byte budget may wait in process")
+	}
+}
+
+func TestHoldIsWokenWhenARequestEnds(t *testing.T) {
+	var l endpoints
+	woken := make(chan bool)
+	go func() { woken <- l.hold("ep", 10*time.Second, 1) }()
+	testenv.Eventually(t, 5*time.Second, func() bool { return l.queueing("ep") }, "the job never started waiting")
+	l.end("ep", l.start("ep"))
+	select {
+	case ok := <-woken:
+		if !ok {
+			t.Fatal("hold ran out instead of being woken")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a request's end did not wake the waiting job")
+	}
+	if l.waiting.Load() != 0 || l.waitingBytes.Load() != 0 {
+		t.Fatalf("waiting counts not released: %d jobs, %d bytes", l.waiting.Load(), l.waitingBytes.Load())
+	}
+}

@@ -196,35 +196,9 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 			Msg("inline payload threshold lowered below the server's max_payload")
 		cfg.InlineBytes = mp - envelopeRoom
 	}
-	bulk := cfg.Bulk
-	if bulk == nil {
-		bulk = js
-	}
-	obs, err := bulk.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      bus.PayloadBucket,
-		Description: "Event bodies above the inline threshold, referenced by events (payload_ref)",
-		TTL:         cfg.TTL,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("payload bucket %s: %w", bus.PayloadBucket, err)
-	}
-	refs, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              bus.StreamPayloadRefs,
-		Description:       "Per stored event body: how many jobs still need it (counters)",
-		Subjects:          []string{bus.PayloadRefsPrefix + "*"},
-		Retention:         jetstream.LimitsPolicy,
-		MaxAge:            cfg.TTL,
-		MaxMsgsPerSubject: 1,
-		Storage:           jetstream.FileStorage,
-		Replicas:          cfg.Replicas,
-		Duplicates:        cfg.DuplicateWindow,
-		AllowMsgCounter:   true,
-		AllowDirect:       true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", bus.StreamPayloadRefs, err)
+	s := &Store{js: js, cfg: cfg, log: cfg.Logger, cache: newLRU(cfg.CacheBytes), flight: map[string]*call{}}
+	if err := s.Ensure(ctx); err != nil {
+		return nil, err
 	}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault))
 	if err != nil {
@@ -234,10 +208,57 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, erro
 	if err != nil {
 		return nil, err
 	}
-	return &Store{
-		js: js, obs: obs, refs: refs, cfg: cfg, log: cfg.Logger, enc: enc, dec: dec,
-		cache: newLRU(cfg.CacheBytes), flight: map[string]*call{},
-	}, nil
+	s.enc, s.dec = enc, dec
+	return s, nil
+}
+
+// Ensure creates the bucket and the counter stream, or updates them to the
+// Store's configuration. Open runs it; a process runs it again when it finds
+// them deleted while it runs, so that large events are accepted again
+// without a restart.
+func (s *Store) Ensure(ctx context.Context) error {
+	bulk := s.cfg.Bulk
+	if bulk == nil {
+		bulk = s.js
+	}
+	obs, err := bulk.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      bus.PayloadBucket,
+		Description: "Event bodies above the inline threshold, referenced by events (payload_ref)",
+		TTL:         s.cfg.TTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("payload bucket %s: %w", bus.PayloadBucket, err)
+	}
+	refs, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              bus.StreamPayloadRefs,
+		Description:       "Per stored event body: how many jobs still need it (counters)",
+		Subjects:          []string{bus.PayloadRefsPrefix + "*"},
+		Retention:         jetstream.LimitsPolicy,
+		MaxAge:            s.cfg.TTL,
+		MaxMsgsPerSubject: 1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          s.cfg.Replicas,
+		Duplicates:        s.cfg.DuplicateWindow,
+		AllowMsgCounter:   true,
+		AllowDirect:       true,
+	})
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", bus.StreamPayloadRefs, err)
+	}
+	if s.obs == nil { // Open: the Store is not shared yet
+		// Later calls keep the first handles: they address the bucket and
+		// the stream by name, so they work with the recreated ones.
+		s.obs, s.refs = obs, refs
+	}
+	return nil
+}
+
+// Streams names the streams Ensure creates, for a process that watches
+// for their deletion.
+func Streams() []string {
+	return []string{"OBJ_" + bus.PayloadBucket, bus.StreamPayloadRefs}
 }
 
 // InlineBytes is the largest body that stays inside the event.

@@ -230,8 +230,11 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 			return rdb.Ping(ctx).Err()
 		}})
 	}
-	keeper := newStreamKeeper(js, cfg.Streams, func(ctx context.Context) error {
+	keeper := newStreamKeeper(js, cfg.Streams, payload.Streams(), func(ctx context.Context) error {
 		if err := bus.EnsureStreams(ctx, js, cfg.Streams); err != nil {
+			return err
+		}
+		if err := payloads.Ensure(ctx); err != nil {
 			return err
 		}
 		_, err := store.Open(ctx, js, store.WithReplicas(cfg.Streams.Replicas), store.WithSealer(sealer))

@@ -24,6 +24,7 @@ import (
 type streamKeeper struct {
 	js       jetstream.JetStream
 	cfg      bus.Config
+	extra    []string // more streams to watch: the payload bucket's
 	every    time.Duration
 	log      zerolog.Logger
 	mu       sync.Mutex
@@ -31,8 +32,10 @@ type streamKeeper struct {
 	recreate func(ctx context.Context) error
 }
 
-func newStreamKeeper(js jetstream.JetStream, cfg bus.Config, recreate func(context.Context) error, log zerolog.Logger) *streamKeeper {
-	return &streamKeeper{js: js, cfg: cfg, every: 3 * time.Second, log: log, recreate: recreate}
+// newStreamKeeper watches cfg's streams, the configuration bucket and the
+// extra streams named, and calls recreate when any is missing.
+func newStreamKeeper(js jetstream.JetStream, cfg bus.Config, extra []string, recreate func(context.Context) error, log zerolog.Logger) *streamKeeper {
+	return &streamKeeper{js: js, cfg: cfg, extra: extra, every: 3 * time.Second, log: log, recreate: recreate}
 }
 
 // run checks every few seconds until ctx ends.
@@ -56,9 +59,13 @@ func (k *streamKeeper) check(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var missing []string
+	names := k.extra
 	for _, sc := range k.cfg.Streams() {
-		if _, err := k.js.Stream(cctx, sc.Name); errors.Is(err, jetstream.ErrStreamNotFound) {
-			missing = append(missing, sc.Name)
+		names = append(names, sc.Name)
+	}
+	for _, name := range names {
+		if _, err := k.js.Stream(cctx, name); errors.Is(err, jetstream.ErrStreamNotFound) {
+			missing = append(missing, name)
 		}
 	}
 	if _, err := k.js.KeyValue(cctx, store.Bucket); errors.Is(err, jetstream.ErrBucketNotFound) {

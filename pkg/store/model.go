@@ -176,6 +176,8 @@ func (e *Endpoint) Validate() error {
 			errs.Add("headers."+k, "is set by Herald and cannot be overridden")
 		case strings.ContainsAny(v, "\r\n\x00"):
 			errs.Add("headers."+k, "value must not contain line breaks")
+		case seal.IsSealed(v):
+			errs.Add("headers."+k, "value must not start with %q (reserved for encrypted values)", seal.Prefix)
 		}
 	}
 	if len(e.Headers) > 20 {

@@ -41,13 +41,25 @@ func (s *Store) decode(key string, b []byte, v any) error {
 	return nil
 }
 
-// SealEndpoint returns a copy of e whose secrets are sealed by sl in
-// context (for the store, the endpoint's KV key). e is left as it is. A
-// nil sl leaves secrets in clear.
+// SealEndpoint returns a copy of e whose secrets and custom header values
+// are sealed by sl in context (for the store, the endpoint's KV key). e is
+// left as it is. A nil sl leaves them in clear. Header values are sealed
+// because they often carry the receiver's own credentials (an API key, a
+// bearer token); each is bound to its header's name as well, so a sealed
+// value moved to another header does not open.
 func SealEndpoint(sl *seal.Sealer, e Endpoint, context string) (Endpoint, error) {
 	var err error
 	if e.Secret, err = sl.Seal(e.Secret, context); err != nil {
 		return Endpoint{}, fmt.Errorf("secret: %w", err)
+	}
+	if len(e.Headers) > 0 {
+		h := make(map[string]string, len(e.Headers))
+		for k, v := range e.Headers {
+			if h[k], err = sl.Seal(v, headerContext(context, k)); err != nil {
+				return Endpoint{}, fmt.Errorf("header %s: %w", k, err)
+			}
+		}
+		e.Headers = h
 	}
 	if len(e.OldSecrets) > 0 {
 		e.OldSecrets = slices.Clone(e.OldSecrets)
@@ -60,7 +72,7 @@ func SealEndpoint(sl *seal.Sealer, e Endpoint, context string) (Endpoint, error)
 	return e, nil
 }
 
-// OpenEndpoint opens e's sealed secrets in place. Plaintext secrets (written
+// OpenEndpoint opens e's sealed secrets and header values in place. Plaintext secrets (written
 // before encryption was enabled) are kept as they are. A secret sealed under
 // a key sl does not hold is an error naming the key id: an endpoint must
 // never be delivered to unsigned, or signed with the wrong secret, because
@@ -79,8 +91,20 @@ func OpenEndpoint(sl *seal.Sealer, e *Endpoint, context string) error {
 		}
 		e.OldSecrets = old
 	}
+	if len(e.Headers) > 0 {
+		h := make(map[string]string, len(e.Headers))
+		for k, v := range e.Headers {
+			if h[k], err = sl.Open(v, headerContext(context, k)); err != nil {
+				return fmt.Errorf("%w: endpoint %s, header %s: %w", ErrSealed, e.ID, k, err)
+			}
+		}
+		e.Headers = h
+	}
 	return nil
 }
+
+// headerContext binds a sealed header value to its endpoint and its name.
+func headerContext(context, name string) string { return context + "\x00header:" + name }
 
 // ErrSealed reports a record whose secrets could not be opened: sealed under
 // a key that is not configured, or corrupt.
@@ -150,7 +174,9 @@ func (s *Store) Reseal(ctx context.Context) (int, error) {
 }
 
 // resealedPrefix starts the keys recording a finished Reseal per key id.
-const resealedPrefix = "meta.resealed."
+// v2: header values are sealed too, so a pass recorded before that (plain
+// "meta.resealed.<key id>") runs once more.
+const resealedPrefix = "meta.resealed.v2."
 
 func (s *Store) sealedCurrent(e Endpoint) bool {
 	if !s.sealer.Current(e.Secret) && e.Secret != "" {
@@ -158,6 +184,11 @@ func (s *Store) sealedCurrent(e Endpoint) bool {
 	}
 	for _, o := range e.OldSecrets {
 		if !s.sealer.Current(o.Secret) && o.Secret != "" {
+			return false
+		}
+	}
+	for _, v := range e.Headers {
+		if !s.sealer.Current(v) && v != "" {
 			return false
 		}
 	}

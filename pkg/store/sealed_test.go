@@ -292,3 +292,63 @@ func TestValidateRefusesSealedLookingSecret(t *testing.T) {
 		t.Fatalf("Validate fields %v, want [secret]", fields)
 	}
 }
+
+// Custom header values often carry the receiver's credentials: they are
+// sealed at rest like secrets, read back in clear, bound to their header,
+// and a plaintext record from before is sealed by Reseal.
+func TestHeaderValuesSealedAtRest(t *testing.T) {
+	js := jsOnly(t)
+	const token = "Bearer receiver-api-token-123"
+	plain := reopen(t, js)
+	tn, _ := mustTenant(t, plain, "acme")
+	old := mustEndpoint(t, plain, tn.ID, func(e *store.Endpoint) { e.Headers = map[string]string{"Authorization": token} })
+	if raw, _ := rawEndpoint(t, plain, tn.ID, old.ID); !strings.Contains(raw, token) {
+		t.Fatalf("without a key the header should be stored as is: %s", raw)
+	}
+
+	sl := sealer(t, 1)
+	st := reopen(t, js, store.WithSealer(sl))
+	ep := mustEndpoint(t, st, tn.ID, func(e *store.Endpoint) {
+		e.Headers = map[string]string{"Authorization": token, "X-Api-Key": "k-456"}
+	})
+	raw, revs := rawEndpoint(t, st, tn.ID, ep.ID)
+	for _, r := range append(revs, raw) {
+		if strings.Contains(r, "receiver-api-token") || strings.Contains(r, "k-456") {
+			t.Fatalf("a header value is stored in clear: %s", r)
+		}
+	}
+	got, err := st.GetEndpoint(testCtx(t), tn.ID, ep.ID)
+	if err != nil || got.Headers["Authorization"] != token || got.Headers["X-Api-Key"] != "k-456" {
+		t.Fatalf("GetEndpoint headers = %v, %v", got.Headers, err)
+	}
+
+	// A sealed value moved to another header does not open.
+	swapped, err := store.SealEndpoint(sl, store.Endpoint{ID: "x", Headers: map[string]string{"A": "one"}}, "ctx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped.Headers = map[string]string{"B": swapped.Headers["A"]}
+	if err := store.OpenEndpoint(sl, &swapped, "ctx"); !errors.Is(err, store.ErrSealed) {
+		t.Fatalf("a value sealed for header A opened as header B: %v", err)
+	}
+
+	// The endpoint written before the key existed is sealed by Reseal.
+	if _, err := st.Reseal(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := rawEndpoint(t, st, tn.ID, old.ID); strings.Contains(raw, token) {
+		t.Fatalf("Reseal left a header value in clear: %s", raw)
+	}
+	if got, err := st.GetEndpoint(testCtx(t), tn.ID, old.ID); err != nil || got.Headers["Authorization"] != token {
+		t.Fatalf("resealed endpoint headers = %v, %v", got.Headers, err)
+	}
+}
+
+func TestValidateRefusesSealedLookingHeaderValue(t *testing.T) {
+	e := store.Endpoint{Name: "n", URL: "https://example.com", Events: []string{"*"}, Signature: sign.GitHub, Secret: "s",
+		Headers: map[string]string{"X-Token": "enc:v1:00000000:AAAA"}}
+	e.ApplyDefaults()
+	if fields := errFields(e.Validate()); len(fields) != 1 || fields[0] != "headers.X-Token" {
+		t.Fatalf("Validate fields %v, want [headers.X-Token]", fields)
+	}
+}

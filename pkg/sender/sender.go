@@ -47,7 +47,7 @@ var (
 	})
 	delayed = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_sender_delayed_total",
-		Help: "Jobs put back without an attempt, by reason: concurrency, rate, breaker.",
+		Help: "Jobs put back without an attempt, by reason: concurrency, rate, breaker, lookup (endpoint unreadable).",
 	}, []string{"reason"})
 	handoffs = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "herald_sender_handoffs_total",

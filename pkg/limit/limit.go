@@ -9,7 +9,8 @@
 //   - a rate limit in requests per second (0 = none), as GCRA: one key per
 //     endpoint holding the theoretical arrival time, with a burst of a tenth
 //     of a second's worth of requests (at least 1);
-//   - a circuit breaker: after N consecutive failures (default 5) the breaker
+//   - a circuit breaker: after N consecutive failures (default 5) that span
+//     at least a minimum time without a success (default 10 s) the breaker
 //     opens for a cool-down (default 30 s, doubling on each failed probe up
 //     to 10 min). While open, Admit refuses without any HTTP request. After
 //     the cool-down exactly one request, across all replicas, is let through
@@ -92,6 +93,13 @@ const (
 const (
 	DefaultConcurrency = 10
 	DefaultFailures    = 5
+	// DefaultFailingFor is how long an endpoint must fail without a
+	// success before its breaker opens. A count alone trips on endpoints
+	// that fail often but not always: at volume, five failures in a row
+	// come soon at a 50 % failure rate, and a receiver that fails each
+	// event's first attempt but takes its retry (due 5 s later by default)
+	// never ends a run of failures before the retries arrive.
+	DefaultFailingFor  = 10 * time.Second
 	DefaultCoolDown    = 30 * time.Second
 	DefaultMaxCoolDown = 10 * time.Minute
 	// DefaultLeaseTTL is used when Admit is given no lease TTL.
@@ -142,6 +150,7 @@ type Limiter struct {
 
 	capacity    int
 	failures    int
+	failingFor  time.Duration
 	coolDown    time.Duration
 	maxCoolDown time.Duration
 
@@ -186,6 +195,13 @@ func WithBreaker(failures int, coolDown, maxCoolDown time.Duration) Option {
 	}
 }
 
+// WithBreakerFailingFor sets how long a run of failures must last, besides
+// its count, before the breaker opens (default DefaultFailingFor; 0: the
+// count alone decides).
+func WithBreakerFailingFor(d time.Duration) Option {
+	return func(l *Limiter) { l.failingFor = max(d, 0) }
+}
+
 // WithClock replaces time.Now for every decision (tests move time with it).
 func WithClock(now func() time.Time) Option { return func(l *Limiter) { l.now = now } }
 
@@ -196,7 +212,7 @@ func New(rdb redis.UniversalClient, prefix string, opts ...Option) *Limiter {
 	_, _ = rand.Read(b)
 	l := &Limiter{
 		rdb: rdb, prefix: prefix, log: zerolog.Nop(), now: time.Now,
-		capacity: DefaultConcurrency, failures: DefaultFailures,
+		capacity: DefaultConcurrency, failures: DefaultFailures, failingFor: DefaultFailingFor,
 		coolDown: DefaultCoolDown, maxCoolDown: DefaultMaxCoolDown,
 		id: hex.EncodeToString(b) + ":", recheckEvery: time.Second,
 		local: map[string]*localEP{},

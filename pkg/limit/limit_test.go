@@ -242,7 +242,7 @@ func TestOrder(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			clk := newClock()
-			a, b, _, _ := replicas(t, mode, WithConcurrency(1), WithClock(clk.Now), WithBreaker(1, 500*time.Millisecond, time.Second))
+			a, b, _, _ := replicas(t, mode, WithConcurrency(1), WithClock(clk.Now), WithBreaker(1, 500*time.Millisecond, time.Second), WithBreakerFailingFor(0))
 			ctx := context.Background()
 			ttl := 10 * time.Second
 			p := mustAdmit(t, a, "ep", 10, ttl)
@@ -279,11 +279,53 @@ func TestOrder(t *testing.T) {
 	}
 }
 
+// The breaker opens only when the run of failures has also lasted long
+// enough: an endpoint that fails each event's first attempt but takes the
+// retry seconds later (or fails half its requests at volume) is not cut
+// off, while one that keeps failing is.
+func TestBreakerNeedsFailingFor(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			clk := newClock()
+			a, b, _, _ := replicas(t, mode, WithClock(clk.Now), WithBreaker(3, 30*time.Second, 2*time.Minute), WithBreakerFailingFor(10*time.Second))
+			ctx := context.Background()
+			ttl := 10 * time.Second
+			both := []*Limiter{a, b}
+
+			// Many failures within 5 s, then a success: never opens.
+			for i := range 20 {
+				mustAdmit(t, both[i%2], "ep", 0, ttl).Done(ctx, false)
+				clk.Add(250 * time.Millisecond)
+			}
+			if s := a.State(ctx, "ep"); s != StateClosed {
+				t.Fatalf("state %s after 20 failures within 5 s", s)
+			}
+			mustAdmit(t, b, "ep", 0, ttl).Done(ctx, true)
+			// The success ended the run: 8 s more of failures is not enough.
+			for i := range 9 {
+				mustAdmit(t, both[i%2], "ep", 0, ttl).Done(ctx, false)
+				clk.Add(time.Second)
+			}
+			if s := a.State(ctx, "ep"); s != StateClosed {
+				t.Fatalf("state %s after failing for 8 s since the last success", s)
+			}
+			// The run reaches 10 s: the next failure opens it.
+			clk.Add(time.Second)
+			mustAdmit(t, a, "ep", 0, ttl).Done(ctx, false)
+			for _, l := range both {
+				if s := l.State(ctx, "ep"); s != StateOpen {
+					t.Fatalf("state %s after failing for 10 s", s)
+				}
+			}
+		})
+	}
+}
+
 func TestBreaker(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			clk := newClock()
-			a, b, rdb, prefix := replicas(t, mode, WithClock(clk.Now), WithBreaker(3, 30*time.Second, 2*time.Minute))
+			a, b, rdb, prefix := replicas(t, mode, WithClock(clk.Now), WithBreaker(3, 30*time.Second, 2*time.Minute), WithBreakerFailingFor(0))
 			ctx := context.Background()
 			ttl := 10 * time.Second
 			both := []*Limiter{a, b}

@@ -10,6 +10,7 @@ type localEP struct {
 	leases     map[string]time.Time // lease id -> expiry
 	tat        time.Time            // GCRA theoretical arrival time
 	fails      int
+	failSince  time.Time // first failure of the current run
 	opens      int
 	openUntil  time.Time // zero while closed
 	probe      string
@@ -114,7 +115,10 @@ func (l *Limiter) recordLocal(now time.Time, endpoint, lease string, probe, succ
 		return
 	}
 	e.fails++
-	if e.fails >= l.failures {
+	if e.fails == 1 {
+		e.failSince = now
+	}
+	if e.fails >= l.failures && now.Sub(e.failSince) >= l.failingFor {
 		e.fails, e.opens = 0, 1
 		e.openUntil = now.Add(l.coolDown)
 		transitions.WithLabelValues(StateOpen).Inc()

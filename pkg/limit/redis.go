@@ -78,7 +78,8 @@ return {1, 0, 0, probe, ou}
 // KEYS: leases zset, breaker hash.
 // ARGV: lease id, success (1/0), now (unix ms), probe (1/0), failures to
 // open (0 = no breaker), base cool-down (ms), max cool-down (ms), breaker
-// key TTL (ms).
+// key TTL (ms), failing-for (ms): how long the run of failures must have
+// lasted, besides its count, to open.
 // Returns {open_until (unix ms, 0 when closed), transition (0 none, 1
 // opened, 2 closed)}.
 var recordScript = redis.NewScript(`
@@ -112,10 +113,14 @@ if ARGV[2] == '1' then
   return {0, 0}
 end
 local fails = redis.call('HINCRBY', KEYS[2], 'fails', 1)
-if fails >= threshold then
+if fails == 1 then
+  redis.call('HSET', KEYS[2], 'fail_since', string.format('%.0f', now))
+end
+local since = tonumber(redis.call('HGET', KEYS[2], 'fail_since')) or now
+if fails >= threshold and now - since >= tonumber(ARGV[9]) then
   ou = now + tonumber(ARGV[6])
   redis.call('HSET', KEYS[2], 'open_until', string.format('%.0f', ou), 'opens', 1)
-  redis.call('HDEL', KEYS[2], 'fails')
+  redis.call('HDEL', KEYS[2], 'fails', 'fail_since')
   redis.call('PEXPIRE', KEYS[2], ARGV[8])
   return {ou, 1}
 end
@@ -150,6 +155,7 @@ func (l *Limiter) recordRedis(ctx context.Context, now time.Time, endpoint, leas
 	res, err := recordScript.Run(ctx, l.rdb, keys,
 		lease, b01(success), now.UnixMilli(), b01(probe), failures,
 		l.coolDown.Milliseconds(), l.maxCoolDown.Milliseconds(), (breakerKeyTTL + l.maxCoolDown).Milliseconds(),
+		l.failingFor.Milliseconds(),
 	).Int64Slice()
 	if err != nil {
 		return breakerState{}, err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/api"
 	"github.com/heraldhq/herald/pkg/bus"
+	"github.com/heraldhq/herald/pkg/limit"
 	"github.com/heraldhq/herald/pkg/payload"
 	"github.com/heraldhq/herald/pkg/retry"
 	"github.com/heraldhq/herald/pkg/seal"
@@ -64,10 +65,12 @@ type Config struct {
 	// EndpointConcurrency caps requests in flight per endpoint across all
 	// senders.
 	EndpointConcurrency int
-	// BreakerFailures consecutive failures open an endpoint's breaker for
+	// BreakerFailures consecutive failures spanning at least
+	// BreakerFailingFor without a success open an endpoint's breaker for
 	// BreakerCoolDown (doubling on failed probes up to 10 minutes).
-	BreakerFailures int
-	BreakerCoolDown time.Duration
+	BreakerFailures   int
+	BreakerFailingFor time.Duration
+	BreakerCoolDown   time.Duration
 	// MaxEventBytes is the largest event data accepted, over HTTP and from
 	// NATS producers' stored bodies; an HTTP body may add 64 KiB of JSON.
 	MaxEventBytes int64
@@ -173,6 +176,7 @@ func FromEnv(def Config) (Config, error) {
 	num("HERALD_SENDER_MAX_ACK_PENDING", &c.SenderMaxAckPending)
 	num("HERALD_ENDPOINT_CONCURRENCY", &c.EndpointConcurrency)
 	num("HERALD_BREAKER_FAILURES", &c.BreakerFailures)
+	dur("HERALD_BREAKER_FAILING_FOR", &c.BreakerFailingFor)
 	dur("HERALD_BREAKER_COOLDOWN", &c.BreakerCoolDown)
 	var maxEvent int
 	num("HERALD_MAX_EVENT_BYTES", &maxEvent)
@@ -317,6 +321,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BreakerFailures <= 0 {
 		c.BreakerFailures = 5
+	}
+	if c.BreakerFailingFor <= 0 {
+		c.BreakerFailingFor = limit.DefaultFailingFor
 	}
 	if c.BreakerCoolDown <= 0 {
 		c.BreakerCoolDown = 30 * time.Second

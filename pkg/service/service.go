@@ -264,6 +264,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 		}
 		lim := limit.New(lrdb, cfg.RedisPrefix, limit.WithConcurrency(cfg.EndpointConcurrency),
 			limit.WithBreaker(cfg.BreakerFailures, cfg.BreakerCoolDown, 10*time.Minute),
+			limit.WithBreakerFailingFor(cfg.BreakerFailingFor),
 			limit.WithLogger(log.With().Str("component", "limit").Logger()))
 		s := sender.New(js, c,
 			sender.WithLogger(log.With().Str("component", "sender").Logger()),

@@ -85,15 +85,16 @@ func TestConcurrencyCapAcrossSenders(t *testing.T) {
 		events, slowTook.Round(time.Millisecond), time.Duration(events/limit)*slowFor, slow.MaxInFlight(), dups, fastTook.Round(time.Millisecond), left)
 }
 
-// TestBreakerAcrossSenders: with HERALD_BREAKER_FAILURES=3 and a 2 s
-// cool-down, three failures stop all calls for the cool-down; then one
+// TestBreakerAcrossSenders: with HERALD_BREAKER_FAILURES=3 (and next to no
+// minimum failing time) and a 2 s cool-down, three failures stop all calls
+// for the cool-down; then one
 // probe at a time goes, across both senders; a failed probe re-opens the
 // breaker for twice the cool-down; a successful one closes it and every
 // waiting event is delivered without having used attempts.
 func TestBreakerAcrossSenders(t *testing.T) {
 	t.Parallel()
 	const coolDown = 2 * time.Second
-	s := StartStack(t, 2, "HERALD_BREAKER_FAILURES=3", "HERALD_BREAKER_COOLDOWN="+coolDown.String(), "HERALD_SENDER_WORKERS=16")
+	s := StartStack(t, 2, "HERALD_BREAKER_FAILURES=3", "HERALD_BREAKER_FAILING_FOR=1ms", "HERALD_BREAKER_COOLDOWN="+coolDown.String(), "HERALD_SENDER_WORKERS=16")
 	tn := s.Tenant(t)
 	var recovered atomic.Bool
 	// Slow answers, so that two requests let through together would be

@@ -228,19 +228,14 @@ func TestDeliveryRules(t *testing.T) {
 		if !strings.Contains(got.DisabledReason, "410") {
 			t.Errorf("disabled_reason %q: want it to name the 410", got.DisabledReason)
 		}
-		var dl []DLQEntry
-		testenv.Eventually(t, 10*time.Second, func() bool {
-			var ok bool
-			dl, ok = s.API.DLQ(tn.APIKey, ep.ID)
-			return ok && len(dl) > 0
-		}, "no dead letter in GET /v1/dlq for the endpoint")
+		s.API.WaitDLQ(t, tn.APIKey, ep.ID, 10*time.Second, "no dead letter in GET /v1/dlq for the endpoint")
 		checkOpsDisabled(t, opsHook, ep.ID, "410")
 		s.Bus.WaitQuiet(t, tn.ID, 10*time.Second)
 
 		if reqs := hook.Reqs(); len(reqs) != 1 || reqs[0].Attempt != 1 {
 			t.Errorf("endpoint got %d requests after its 410; want exactly 1 (no retry)", len(reqs))
 		}
-		dl, _ = s.API.DLQ(tn.APIKey, ep.ID)
+		dl, _ := s.API.DLQ(tn.APIKey, ep.ID)
 		if len(dl) != 1 || dl[0].Event.ID != "gone-1" || !strings.Contains(dl[0].Reason, "410") {
 			t.Fatalf("dead letters %+v: want one, for gone-1, naming the 410", dl)
 		}
@@ -351,12 +346,7 @@ func TestDeliveryRules(t *testing.T) {
 		}
 		for _, f := range failures {
 			ep := eps[f.name]
-			var dl []DLQEntry
-			testenv.Eventually(t, 15*time.Second, func() bool {
-				var ok bool
-				dl, ok = s.API.DLQ(tn.APIKey, ep.ID)
-				return ok && len(dl) > 0
-			}, "%s: no dead letter", f.name)
+			dl := s.API.WaitDLQ(t, tn.APIKey, ep.ID, 15*time.Second, "%s: no dead letter", f.name)
 			if len(dl) != 1 || dl[0].Event.ID != "fc-"+f.name || !strings.Contains(dl[0].Reason, "2 attempts") || !strings.Contains(dl[0].Reason, f.class) {
 				t.Errorf("%s: dead letters %+v; want one for fc-%s whose reason names 2 attempts and %s", f.name, dl, f.name, f.class)
 			} else if a := dl[0].Attempts; len(a) == 0 || a[len(a)-1].ErrorClass != f.class || a[len(a)-1].ResponseStatus != f.status || a[len(a)-1].Attempt != 2 {
@@ -423,12 +413,7 @@ func TestDeliveryRules(t *testing.T) {
 			t.Errorf("disabled_reason %q: want the time of the first failure, %v (%v)", got.DisabledReason, first.End.UTC(), err)
 		}
 		checkOpsDisabled(t, opsHook, ep.ID, prefix)
-		var dl []DLQEntry
-		testenv.Eventually(t, 10*time.Second, func() bool {
-			var ok bool
-			dl, ok = s.API.DLQ(tn.APIKey, ep.ID)
-			return ok && len(dl) > 0
-		}, "the job of the disabled endpoint was not dead-lettered")
+		dl := s.API.WaitDLQ(t, tn.APIKey, ep.ID, 10*time.Second, "the job of the disabled endpoint was not dead-lettered")
 		if !strings.Contains(dl[0].Reason, "disabled") {
 			t.Errorf("dead letter reason %q: want it to say the endpoint is disabled", dl[0].Reason)
 		}

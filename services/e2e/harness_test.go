@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/testenv"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
+	"github.com/heraldhq/herald/services/internal/apitest"
 )
 
 // quick bounds one call made inside testenv.Eventually.
@@ -24,71 +23,21 @@ func quick() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), time.Second)
 }
 
-// API is a client of Herald's HTTP API.
+// API is the shared client of Herald's HTTP API (apitest) with this
+// suite's helpers on top: creating tenants and endpoints, posting events.
 type API struct {
-	Base string
-	hc   *http.Client
+	*apitest.Client
 }
 
+// newAPI returns a client of the API at base. The load tests post from
+// many goroutines at once: the transport keeps up to 64 connections to
+// reuse (http.DefaultTransport keeps 2 per host) and opens no more than
+// that.
 func newAPI(base string) *API {
-	return &API{Base: base, hc: &http.Client{
+	return &API{apitest.New(base, &http.Client{
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64},
-	}}
-}
-
-// Call sends one request; body is a string (sent as is) or a value sent as
-// JSON. Safe from any goroutine.
-func (a *API) Call(ctx context.Context, method, path, token string, body any) (int, []byte, error) {
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			return 0, nil, err
-		}
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.Base+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, out, err
-}
-
-// Must sends one request from the test goroutine, fails the test unless the
-// answer is want, and decodes the answer into out (if not nil).
-func (a *API) Must(t testing.TB, method, path, token string, body any, want int, out any) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	status, b, err := a.Call(ctx, method, path, token, body)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	if status != want {
-		t.Fatalf("%s %s: status %d, want %d: %s", method, path, status, want, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: decode %s: %v", method, path, b, err)
-		}
-	}
+	})}
 }
 
 // Tenant as POST /v1/tenants answers.
@@ -145,7 +94,7 @@ func (a *API) CreateEndpoint(t testing.TB, key string, rcv *Receiver, events []s
 func (a *API) Post(t testing.TB, key, body string) Accepted {
 	t.Helper()
 	var acc Accepted
-	a.Must(t, "POST", "/v1/events", key, body, http.StatusAccepted, &acc)
+	a.Must(t, "POST", "/v1/events", key, json.RawMessage(body), http.StatusAccepted, &acc)
 	return acc
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/heraldhq/herald/pkg/testenv"
+	"github.com/heraldhq/herald/services/internal/hooktest"
 )
 
 // Reply is what a Hook answers to one request: Status after Delay, with
@@ -49,8 +49,8 @@ type HookReq struct {
 // script says. Unlike Receiver it records every request, whatever its
 // answer, so tests can assert on timing and overlap.
 type Hook struct {
-	t   testing.TB
-	srv *httptest.Server
+	t testing.TB
+	*hookServer
 
 	mu        sync.Mutex
 	wh        *standardwebhooks.Webhook
@@ -58,7 +58,6 @@ type Hook struct {
 	reqs      []*HookReq
 	inFlight  int
 	maxFlight int
-	badSigs   []string
 }
 
 // NewHook starts a Hook answering with script (nil: 200 at once). The test
@@ -66,29 +65,14 @@ type Hook struct {
 func NewHook(t testing.TB, script func(n int, r *HookReq) Reply) *Hook {
 	t.Helper()
 	h := &Hook{t: t, script: script}
-	h.srv = httptest.NewServer(http.HandlerFunc(h.serve))
-	t.Cleanup(func() {
-		h.srv.CloseClientConnections()
-		h.srv.Close()
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if len(h.badSigs) > 0 {
-			t.Errorf("hook: %d request(s) failed Standard Webhooks verification; first: %s", len(h.badSigs), h.badSigs[0])
-		}
-	})
+	h.hookServer = startHookServer(t, "hook", h.serve)
 	return h
 }
-
-// URL is the webhook URL to register.
-func (h *Hook) URL() string { return h.srv.URL + "/hook" }
 
 // SetSecret sets the secret requests are verified with.
 func (h *Hook) SetSecret(secret string) {
 	h.t.Helper()
-	wh, err := standardwebhooks.NewWebhook(secret)
-	if err != nil {
-		h.t.Fatalf("hook: NewWebhook(%q): %v", secret, err)
-	}
+	wh := hooktest.NewWebhook(h.t, "hook", secret)
 	h.mu.Lock()
 	h.wh = wh
 	h.mu.Unlock()
@@ -137,16 +121,7 @@ func (h *Hook) serve(w http.ResponseWriter, req *http.Request) {
 	if verr != nil {
 		rep = Reply{Status: http.StatusBadRequest}
 	}
-	aborted := false
-	if rep.Delay > 0 {
-		tm := time.NewTimer(rep.Delay)
-		select {
-		case <-tm.C:
-		case <-req.Context().Done():
-			aborted = true
-		}
-		tm.Stop()
-	}
+	aborted := !hooktest.Stall(req.Context(), rep.Delay)
 	if !aborted {
 		for k, v := range rep.Header {
 			w.Header().Set(k, v)
@@ -160,7 +135,7 @@ func (h *Hook) serve(w http.ResponseWriter, req *http.Request) {
 	h.inFlight--
 	r.End, r.Status, r.Aborted, r.Verified = time.Now(), rep.Status, aborted, verr == nil
 	if verr != nil {
-		h.badSigs = append(h.badSigs, fmt.Sprintf("webhook-id %q attempt %d: %v", r.ID, attempt, verr))
+		h.rejects.Add(fmt.Sprintf("webhook-id %q attempt %d: %v", r.ID, attempt, verr))
 	}
 }
 
@@ -310,6 +285,21 @@ func (a *API) DLQ(key, endpoint string) ([]DLQEntry, bool) {
 		return nil, false
 	}
 	return p.Data, true
+}
+
+// WaitDLQ waits until the endpoint has a dead letter and returns what GET
+// /v1/dlq lists then; msgAndArgs is testenv.Eventually's failure message.
+// Dead-lettering is asynchronous (the sender gives up, then the DLQ
+// consumer stores it), so a test polls rather than reads once.
+func (a *API) WaitDLQ(t testing.TB, key, endpoint string, within time.Duration, msgAndArgs ...any) []DLQEntry {
+	t.Helper()
+	var dl []DLQEntry
+	testenv.Eventually(t, within, func() bool {
+		var ok bool
+		dl, ok = a.DLQ(key, endpoint)
+		return ok && len(dl) > 0
+	}, msgAndArgs...)
+	return dl
 }
 
 // AttemptHistory lists an endpoint's attempts, newest first, through the

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -48,7 +49,7 @@ func startLoad(ctx context.Context, api *API, key string, n, conc int) *load {
 				var status int
 				var err error
 				for try := 0; try < 5 && ctx.Err() == nil; try++ {
-					status, _, err = api.Call(ctx, "POST", "/v1/events", key, body)
+					status, _, err = api.Call(ctx, "POST", "/v1/events", key, json.RawMessage(body))
 					if err == nil && status < 500 {
 						break
 					}

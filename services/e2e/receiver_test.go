@@ -16,6 +16,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/heraldhq/herald/pkg/testenv"
+	"github.com/heraldhq/herald/services/internal/hooktest"
 )
 
 // Request is one request the receiver got, verified or not.
@@ -41,8 +42,8 @@ type eventLog struct {
 // Methods are safe for concurrent use; Wait* must be called from the test's
 // goroutine.
 type Receiver struct {
-	t   testing.TB
-	srv *httptest.Server
+	t testing.TB
+	*hookServer
 
 	mu         sync.Mutex
 	wh         *standardwebhooks.Webhook
@@ -52,8 +53,7 @@ type Receiver struct {
 	delay      time.Duration
 	events     map[string]*eventLog
 	order      []string // event ids in order of first request
-	badSigs    []string
-	aborted    int // requests whose connection went away while answering
+	aborted    int      // requests whose connection went away while answering
 }
 
 // NewReceiver starts a receiver, closed at t.Cleanup, at which point the
@@ -61,21 +61,32 @@ type Receiver struct {
 func NewReceiver(t testing.TB) *Receiver {
 	t.Helper()
 	r := &Receiver{t: t, events: map[string]*eventLog{}}
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve)) // 127.0.0.1:0
-	t.Cleanup(func() {
-		r.srv.CloseClientConnections()
-		r.srv.Close()
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if len(r.badSigs) > 0 {
-			t.Errorf("receiver: %d request(s) failed Standard Webhooks verification; first: %s", len(r.badSigs), r.badSigs[0])
-		}
-	})
+	r.hookServer = startHookServer(t, "receiver", r.serve)
 	return r
 }
 
+// hookServer is the HTTP side that Receiver and Hook share: a server on
+// 127.0.0.1 that takes webhooks at /hook and is closed at t.Cleanup, after
+// which the test fails for every request that did not verify (handlers
+// record those in rejects).
+type hookServer struct {
+	srv     *httptest.Server
+	rejects hooktest.Rejects
+}
+
+// startHookServer serves handler; who names the receiver in failures.
+func startHookServer(t testing.TB, who string, handler http.HandlerFunc) *hookServer {
+	s := &hookServer{srv: httptest.NewServer(handler)} // 127.0.0.1:0
+	t.Cleanup(func() {
+		s.srv.CloseClientConnections()
+		s.srv.Close()
+		s.rejects.Report(t, who)
+	})
+	return s
+}
+
 // URL is the webhook URL to register.
-func (r *Receiver) URL() string { return r.srv.URL + "/hook" }
+func (s *hookServer) URL() string { return s.srv.URL + "/hook" }
 
 // SetSecret sets the endpoint secret (whsec_...) requests are verified with.
 func (r *Receiver) SetSecret(secret string) {
@@ -83,10 +94,7 @@ func (r *Receiver) SetSecret(secret string) {
 	if !strings.HasPrefix(secret, "whsec_") {
 		r.t.Fatalf("receiver: secret %q is not a whsec_ secret", secret)
 	}
-	wh, err := standardwebhooks.NewWebhook(secret)
-	if err != nil {
-		r.t.Fatalf("receiver: NewWebhook: %v", err)
-	}
+	wh := hooktest.NewWebhook(r.t, "receiver", secret)
 	r.mu.Lock()
 	r.wh = wh
 	r.mu.Unlock()
@@ -152,7 +160,7 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	switch {
 	case verr != nil:
 		status = http.StatusBadRequest
-		r.badSigs = append(r.badSigs, fmt.Sprintf("webhook-id %q attempt %q: %v", id, req.Header.Get("Herald-Attempt"), verr))
+		r.rejects.Add(fmt.Sprintf("webhook-id %q attempt %q: %v", id, req.Header.Get("Herald-Attempt"), verr))
 	case r.always:
 		status = r.failStatus
 	case n <= r.failFirst:
@@ -170,17 +178,11 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		_, _ = io.WriteString(w, "receiver says no")
 		return
 	}
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-req.Context().Done(): // the sender went away (killed) mid-request
-			r.mu.Lock()
-			r.aborted++
-			r.mu.Unlock()
-			return
-		}
+	if !hooktest.Stall(req.Context(), delay) { // the sender went away (killed) mid-request
+		r.mu.Lock()
+		r.aborted++
+		r.mu.Unlock()
+		return
 	}
 	r.mu.Lock()
 	ev.requests = append(ev.requests, rec)

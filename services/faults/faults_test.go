@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -11,35 +12,80 @@ import (
 // outage is how long each fault lasts under load.
 const outage = 4 * time.Second
 
+// kill9 starts the fault of a crash: p, named name, is killed with
+// SIGKILL, so it neither drains nor acks what it holds.
+func (r *run) kill9(name string, p *testenv.Process) {
+	r.fault("kill -9 " + name)
+	p.Kill()
+}
+
+// restartAfterOutage lets the fault last outage, starts p again, waits
+// until it answers /readyz and ends the fault. p is the one process the
+// fault restarts on purpose.
+func (r *run) restartAfterOutage(p *testenv.Process) {
+	hold(outage)
+	p.Start()
+	p.WaitHTTP(p.URL()+"/readyz", 30*time.Second)
+	r.repaired(p)
+}
+
+// testKillRestart is the row of a process that crashes under load and is
+// started again after outage, with nothing to check while it is down;
+// process picks it from the stack, and dupWhy is as for run.finish.
+func testKillRestart(t *testing.T, name string, process func(*Stack) *testenv.Process, dupWhy string) {
+	t.Helper()
+	s := startStack(t, stackOptions{})
+	r := begin(t, s)
+	p := process(s)
+	r.kill9(name, p)
+	r.restartAfterOutage(p)
+	r.finish(fmt.Sprintf("kill -9 %s, restart after %s", name, outage), dupWhy)
+}
+
+// stopDependency starts the outage of a dependency every service needs
+// (NATS, Redis): it stops p, named name, with SIGTERM and waits until every
+// service answers /readyz 503, returning how long that took.
+func (r *run) stopDependency(name string, p *testenv.Process) (down time.Duration) {
+	r.t.Helper()
+	r.fault("stop " + name)
+	p.Stop()
+	return r.s.waitReadyz(r.t, r.s.Services(), http.StatusServiceUnavailable, 10*time.Second)
+}
+
+// restartDependency ends the outage of a dependency every service needs
+// (NATS, Redis): it starts p again, ends the fault, waits until every
+// service answers /readyz 200, and notes how long the services took to
+// notice the stop (down, as the caller measured it) and the start. also,
+// when not empty, is what else the row saw during the outage, for the note.
+func (r *run) restartDependency(p *testenv.Process, down time.Duration, also string) {
+	r.t.Helper()
+	p.Start()
+	r.repaired(p)
+	up := r.s.waitReadyz(r.t, r.s.Services(), http.StatusOK, 30*time.Second)
+	note := fmt.Sprintf("every service answered /readyz 503 within %s of the stop and 200 within %s of the start",
+		down.Round(10*time.Millisecond), up.Round(10*time.Millisecond))
+	if also != "" {
+		note += "; " + also
+	}
+	r.note("%s", note)
+}
+
 func TestFaultSenderKill(t *testing.T) {
 	s := startStack(t, stackOptions{})
 	r := begin(t, s)
 	a, b := s.Senders[0], s.Senders[1]
-	r.fault("kill -9 sender A")
-	a.Kill()
+	r.kill9("sender A", a)
 	if a.Running() {
 		t.Fatal("sender A survived SIGKILL")
 	}
 	s.waitReadyz(t, []*testenv.Process{s.Ingest, s.Router, b}, http.StatusOK, 2*time.Second)
-	hold(outage)
-	a.Start()
-	a.WaitHTTP(a.URL()+"/readyz", 30*time.Second)
-	r.repaired(a)
-	r.finish("kill -9 sender A, restart after 4s",
+	r.restartAfterOutage(a)
+	r.finish(fmt.Sprintf("kill -9 sender A, restart after %s", outage),
 		"a job whose 2xx sender A received but had not acked yet is redelivered to sender B after AckWait (2s)")
 }
 
 func TestFaultRouterKill(t *testing.T) {
-	s := startStack(t, stackOptions{})
-	r := begin(t, s)
-	rt := s.Router
-	r.fault("kill -9 router")
-	rt.Kill()
-	hold(outage)
-	rt.Start()
-	rt.WaitHTTP(rt.URL()+"/readyz", 30*time.Second)
-	r.repaired(rt)
-	r.finish("kill -9 router, restart after 4s",
+	testKillRestart(t, "router", func(s *Stack) *testenv.Process { return s.Router },
 		"none expected: events the router took but had not acked are routed again, and their jobs carry the same Nats-Msg-Id, so DELIVERIES stores them once")
 }
 
@@ -47,15 +93,9 @@ func TestFaultNATSRestart(t *testing.T) {
 	s := startStack(t, stackOptions{})
 	r := begin(t, s)
 	n := s.NATS[0]
-	r.fault("stop nats-server (SIGTERM)")
-	n.Stop()
-	down := s.waitReadyz(t, s.Services(), http.StatusServiceUnavailable, 10*time.Second)
+	down := r.stopDependency("nats-server (SIGTERM)", n)
 	hold(outage - down)
-	n.Start()
-	r.repaired(n)
-	up := s.waitReadyz(t, s.Services(), http.StatusOK, 30*time.Second)
-	r.note("every service answered /readyz 503 within %s of the stop and 200 within %s of the start",
-		down.Round(10*time.Millisecond), up.Round(10*time.Millisecond))
+	r.restartDependency(n, down, "")
 	r.finish("NATS stop, start after 4s (file store)",
 		"acks of deliveries made just before the stop never reached the server; those jobs are sent again after the restart")
 }
@@ -63,18 +103,13 @@ func TestFaultNATSRestart(t *testing.T) {
 func TestFaultRedisFlushed(t *testing.T) {
 	s := startStack(t, stackOptions{})
 	r := begin(t, s)
-	r.fault("stop redis-server")
-	s.Redis.Stop()
-	down := s.waitReadyz(t, s.Services(), http.StatusServiceUnavailable, 10*time.Second)
+	down := r.stopDependency("redis-server", s.Redis)
 	before := r.rcv.Delivered()
 	testenv.Eventually(t, outage, func() bool { return r.rcv.Delivered() >= before+rate/2 },
 		"deliveries stopped while Redis was down")
 	hold(outage - time.Since(r.faultAt))
-	s.Redis.Start() // no persistence: it comes back empty, a flushed cache
-	r.repaired(s.Redis)
-	up := s.waitReadyz(t, s.Services(), http.StatusOK, 30*time.Second)
-	r.note("every service answered /readyz 503 within %s of the stop and 200 within %s of the start; deliveries went on meanwhile",
-		down.Round(10*time.Millisecond), up.Round(10*time.Millisecond))
+	// No persistence: Redis comes back empty, a flushed cache.
+	r.restartDependency(s.Redis, down, "deliveries went on meanwhile")
 	r.finish("Redis stop, start empty after 4s",
 		"none expected: Redis holds only the endpoint cache and the history index, never a job")
 }
@@ -133,15 +168,6 @@ func TestFaultNATSClusterNodeLoss(t *testing.T) {
 }
 
 func TestFaultIngestKill(t *testing.T) {
-	s := startStack(t, stackOptions{})
-	r := begin(t, s)
-	in := s.Ingest
-	r.fault("kill -9 ingest")
-	in.Kill()
-	hold(outage)
-	in.Start()
-	in.WaitHTTP(in.URL()+"/readyz", 30*time.Second)
-	r.repaired(in)
-	r.finish("kill -9 ingest, restart after 4s",
+	testKillRestart(t, "ingest", func(s *Stack) *testenv.Process { return s.Ingest },
 		"none expected: a retried POST of an event stored before the kill is answered \"duplicate\" and stored once")
 }

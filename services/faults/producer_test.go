@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/services/internal/apitest"
 )
 
 // Event types, in a fixed mix; who subscribes to which is in subscribers.
@@ -25,7 +27,7 @@ var eventTypes = [10]string{
 // one event in seven is published straight to NATS (JSON, Nats-Msg-Id = id)
 // instead of POST /v1/events.
 type Producer struct {
-	api    *API
+	api    *apitest.Client
 	key    string
 	tenant string
 	js     jetstream.JetStream

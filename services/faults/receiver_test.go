@@ -14,6 +14,8 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/heraldhq/herald/services/internal/hooktest"
 )
 
 // pair is one (event, endpoint) delivery job as the ledger counts it;
@@ -47,7 +49,7 @@ type Receiver struct {
 	failing  map[string]bool
 	latency  time.Duration // every answer waits this long
 	got      map[pair]*delivery
-	badSigs  []string
+	rejects  hooktest.Rejects
 	aborted  int // 2xx answers cut off (connection gone, sender timed out)
 	requests int
 }
@@ -65,11 +67,7 @@ func newReceiver(t *testing.T) *Receiver {
 	r.serve(ln)
 	t.Cleanup(func() {
 		r.Down()
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if len(r.badSigs) > 0 {
-			t.Errorf("receiver: %d request(s) failed verification; first: %s", len(r.badSigs), r.badSigs[0])
-		}
+		r.rejects.Report(t, "receiver")
 	})
 	return r
 }
@@ -89,10 +87,7 @@ func (r *Receiver) URL(key string) string { return "http://" + r.addr + "/hook/"
 // answer 500 to everything.
 func (r *Receiver) Register(t testing.TB, key, secret string, failing bool) {
 	t.Helper()
-	wh, err := standardwebhooks.NewWebhook(secret)
-	if err != nil {
-		t.Fatalf("receiver: NewWebhook(%q): %v", secret, err)
-	}
+	wh := hooktest.NewWebhook(t, "receiver", secret)
 	r.mu.Lock()
 	r.whs[key], r.failing[key] = wh, failing
 	r.mu.Unlock()
@@ -160,9 +155,7 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 		verr = json.Unmarshal(body, &env)
 	}
 	if verr != nil {
-		r.mu.Lock()
-		r.badSigs = append(r.badSigs, fmt.Sprintf("%s webhook-id %q: %v", key, id, verr))
-		r.mu.Unlock()
+		r.rejects.Add(fmt.Sprintf("%s webhook-id %q: %v", key, id, verr))
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
@@ -176,17 +169,11 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 	d.requests++
 	r.mu.Unlock()
 
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-req.Context().Done(): // the sender gave up or went away
-			t.Stop()
-			r.mu.Lock()
-			r.aborted++
-			r.mu.Unlock()
-			return
-		}
+	if !hooktest.Stall(req.Context(), latency) { // the sender gave up or went away
+		r.mu.Lock()
+		r.aborted++
+		r.mu.Unlock()
+		return
 	}
 	if failing {
 		w.WriteHeader(http.StatusInternalServerError)

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -279,7 +280,7 @@ func (r *run) probe(t *testing.T) {
 		id := fmt.Sprintf("probe-%d", len(ids))
 		ids = append(ids, id)
 		body := fmt.Sprintf(`{"id":%q,"type":"probe.ping","data":{}}`, id)
-		r.s.API.Must(t, "POST", "/v1/events", r.tenant.APIKey, jsonRaw(body), http.StatusAccepted, nil)
+		r.s.API.Must(t, "POST", "/v1/events", r.tenant.APIKey, json.RawMessage(body), http.StatusAccepted, nil)
 		next := time.Now().Add(250 * time.Millisecond)
 		for time.Now().Before(next) {
 			for i, id := range ids {
@@ -345,11 +346,6 @@ func metrics(p *testenv.Process, names ...string) string {
 	}
 	return strings.Join(out, "; ")
 }
-
-// jsonRaw is a body sent as is by API.Must.
-type jsonRaw string
-
-func (j jsonRaw) MarshalJSON() ([]byte, error) { return []byte(j), nil }
 
 // lazy formats its message only when printed.
 type lazy func() string

@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -21,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/pkg/testenv"
+	"github.com/heraldhq/herald/services/internal/apitest"
 )
 
 // Settings every Herald under test runs with. The retry schedule with
@@ -56,7 +56,7 @@ type Stack struct {
 	Ingest  *testenv.Process
 	Router  *testenv.Process
 	Senders []*testenv.Process
-	API     *API
+	API     *apitest.Client
 	NC      *nats.Conn
 	JS      jetstream.JetStream
 
@@ -337,65 +337,15 @@ func (s *Stack) streamLeader(name string) string {
 
 // ---- API client ----
 
-// API is a client of Herald's HTTP API.
-type API struct {
-	Base string
-	hc   *http.Client
-}
-
-func newAPI(base string) *API {
-	return &API{Base: base, hc: &http.Client{
+// newAPI returns a client of ingest's API at base. The producer posts
+// every event on a goroutine of its own while ingest is being faulted, so
+// the transport keeps up to 256 connections to reuse, and the 3 s timeout
+// ends a try at a hung ingest so that the producer retries it.
+func newAPI(base string) *apitest.Client {
+	return apitest.New(base, &http.Client{
 		Timeout:   3 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxIdleConns: 256},
-	}}
-}
-
-// Call sends one request with a JSON body (nil for none). Safe for
-// concurrent use.
-func (a *API) Call(ctx context.Context, method, path, token string, body []byte) (int, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.Base+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, out, err
-}
-
-// Must sends one request, fails the test unless the answer is want, and
-// decodes it into out.
-func (a *API) Must(t testing.TB, method, path, token string, in any, want int, out any) {
-	t.Helper()
-	b, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	status, body, err := a.Call(ctx, method, path, token, b)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	if status != want {
-		t.Fatalf("%s %s: status %d, want %d: %s", method, path, status, want, body)
-	}
-	if out != nil {
-		if err := json.Unmarshal(body, out); err != nil {
-			t.Fatalf("%s %s: decode %s: %v", method, path, body, err)
-		}
-	}
+	})
 }
 
 // Tenant as POST /v1/tenants answers.

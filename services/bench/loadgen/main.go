@@ -13,19 +13,18 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/bench"
+	"github.com/heraldhq/herald/services/internal/benchcmd"
 )
 
 func main() {
@@ -57,10 +56,10 @@ func main() {
 		*prefix = fmt.Sprintf("loadgen-%x", time.Now().UnixNano()&0xffffff)
 	}
 	cfg := bench.GenConfig{Mode: bench.Mode(*via), Rate: *rate, Concurrency: *conc, Duration: *duration, Count: *count, Sizes: sc, IDPrefix: *prefix}
-	types := split(*typ)
+	types := benchcmd.List(*typ)
 	switch cfg.Mode {
 	case bench.ModeHTTP:
-		keys := split(*apiKeys)
+		keys := benchcmd.List(*apiKeys)
 		if len(keys) == 0 {
 			fatal("--api-key is required for --via http")
 		}
@@ -70,7 +69,7 @@ func main() {
 			}
 		}
 	case bench.ModeNATS:
-		ts := split(*tenants)
+		ts := benchcmd.List(*tenants)
 		if len(ts) == 0 {
 			fatal("--tenant is required for --via nats")
 		}
@@ -111,22 +110,21 @@ func main() {
 			mu.Unlock()
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := benchcmd.SignalContext()
 	defer stop()
 	sum, err := bench.Generate(ctx, cfg)
 	if err != nil {
 		fatal(err.Error())
 	}
 	if *out != "" {
-		f, err := os.Create(*out)
+		err = benchcmd.WriteFile(*out, func(w io.Writer) error {
+			enc := json.NewEncoder(w)
+			for _, l := range lines {
+				_ = enc.Encode(l)
+			}
+			return nil
+		})
 		if err != nil {
-			fatal(err.Error())
-		}
-		enc := json.NewEncoder(f)
-		for _, l := range lines {
-			_ = enc.Encode(l)
-		}
-		if err := f.Close(); err != nil {
 			fatal(err.Error())
 		}
 	}
@@ -139,7 +137,7 @@ func main() {
 
 func parseSizes(s string) ([]bench.SizeClass, error) {
 	var out []bench.SizeClass
-	for _, part := range split(s) {
+	for _, part := range benchcmd.List(s) {
 		b, w, ok := strings.Cut(part, ":")
 		n, err := strconv.Atoi(b)
 		if err != nil || n < 0 {
@@ -157,16 +155,6 @@ func parseSizes(s string) ([]bench.SizeClass, error) {
 		return nil, fmt.Errorf("--size is empty")
 	}
 	return out, nil
-}
-
-func split(s string) []string {
-	var out []string
-	for p := range strings.SplitSeq(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func fatal(msg string) {

@@ -10,18 +10,16 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/bench"
+	"github.com/heraldhq/herald/services/internal/benchcmd"
 )
 
 func main() {
@@ -47,8 +45,8 @@ func main() {
 		fatal(err)
 	}
 	var deps []bench.Deployer
-	for d := range strings.SplitSeq(*deployments, ",") {
-		switch strings.TrimSpace(d) {
+	for _, d := range benchcmd.List(*deployments) {
+		switch d {
 		case "all-in-one":
 			bin := filepath.Join(*binDir, "herald")
 			mustExist(bin)
@@ -71,7 +69,6 @@ func main() {
 				}
 			}
 			deps = append(deps, bench.Separate{BinDir: *binDir, NATSServer: ns, RedisServer: rs, Senders: *senders})
-		case "":
 		default:
 			fatal(fmt.Errorf("unknown deployment %q (all-in-one, separate)", d))
 		}
@@ -96,7 +93,7 @@ func main() {
 	if machine.Busy() {
 		fmt.Fprintf(os.Stderr, "herald bench: WARNING: the machine is busy (load average %s on %d CPUs): the figures will be noisy\n", machine.LoadAvg, machine.CPUs)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := benchcmd.SignalContext()
 	defer stop()
 	var scratch string
 	if *keep {

@@ -17,15 +17,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/bench"
+	"github.com/heraldhq/herald/services/internal/benchcmd"
 )
 
 func main() {
@@ -51,13 +50,11 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
-	for _, p := range strings.Split(*blackhole, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			b := def
-			b.Blackhole = true
-			if err := sink.Register(p, b); err != nil {
-				fatal(err)
-			}
+	for _, p := range benchcmd.List(*blackhole) {
+		b := def
+		b.Blackhole = true
+		if err := sink.Register(p, b); err != nil {
+			fatal(err)
 		}
 	}
 	ln, err := net.Listen("tcp", *listen)
@@ -72,7 +69,7 @@ func main() {
 	}()
 	fmt.Fprintf(os.Stderr, "sink: listening on http://%s (verify: %v)\n", ln.Addr(), *secret != "")
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := benchcmd.SignalContext()
 	defer stop()
 	if *duration > 0 {
 		var cancel context.CancelFunc
@@ -108,14 +105,7 @@ loop:
 	_ = srv.Close()
 	recs := sink.Records("")
 	if *out != "" {
-		f, err := os.Create(*out)
-		if err != nil {
-			fatal(err)
-		}
-		if err := bench.WriteRecords(f, recs); err != nil {
-			fatal(err)
-		}
-		if err := f.Close(); err != nil {
+		if err := benchcmd.WriteFile(*out, func(w io.Writer) error { return bench.WriteRecords(w, recs) }); err != nil {
 			fatal(err)
 		}
 	}

@@ -112,23 +112,27 @@ func (l *endpoints) queueing(endpoint string) bool {
 	return l.get(endpoint).waiting.Load() > 0
 }
 
-// holdFor is how long a job of size bytes refused by endpoint's concurrency
-// cap may wait here for a slot, or 0 when it must go back to JetStream at
-// once: the endpoint is not known to be fast, or as many jobs wait already
-// as the endpoint can take within maxHold (a hot endpoint's backlog thus
-// waits here only as far as it will be served soon), or the process's
-// bounds on waiting jobs are reached.
+// holdFor is how long a job of size bytes refused by endpoint's
+// concurrency cap may wait here for a slot, or 0 when it must go back to
+// JetStream at once: the endpoint is not known to be fast; this process has
+// no request to it in flight, so no slot will be freed here (the other
+// replicas hold the cap); as many jobs wait already as the endpoint can
+// take within maxHold (a hot endpoint's backlog thus waits here only as far
+// as it will be served soon); or the process's bounds on waiting jobs are
+// reached. The wait is about the time the jobs ahead of it take, plus two
+// slot times, never more than maxHold.
 func (l *endpoints) holdFor(endpoint string, capacity, size int) time.Duration {
 	e := l.get(endpoint)
 	avg := time.Duration(e.avg.Load())
-	if avg <= 0 || avg > fastEndpoint || capacity <= 0 {
+	if avg <= 0 || avg > fastEndpoint || capacity <= 0 || e.inFlight.Load() <= 0 {
 		return 0
 	}
+	waiting := int64(e.waiting.Load())
 	limit := min(max(int64(capacity)*int64(maxHold/avg), int64(capacity)), maxWaitingPerEndpoint)
-	if int64(e.waiting.Load()) >= limit || l.waiting.Load() >= maxWaiting || l.waitingBytes.Load()+int64(size) > maxWaitingBytes {
+	if waiting >= limit || l.waiting.Load() >= maxWaiting || l.waitingBytes.Load()+int64(size) > maxWaitingBytes {
 		return 0
 	}
-	return maxHold
+	return min(maxHold, time.Duration(waiting/int64(capacity)+2)*avg+minLimitWait)
 }
 
 // hold waits up to d for a request to endpoint to end in this process; it

@@ -49,8 +49,16 @@ func TestHoldOnlyForFastEndpointsAndBounded(t *testing.T) {
 	}
 	fast := l.get("fast")
 	fast.avg.Store(int64(100 * time.Millisecond / 10)) // 10 ms: 20 per slot within maxHold
-	if d := l.holdFor("fast", 2, 1); d != maxHold {
-		t.Fatalf("fast endpoint: hold %v, want %v", d, maxHold)
+	if d := l.holdFor("fast", 2, 1); d != 0 {
+		t.Fatalf("no request in flight here, so nothing will free a slot here, yet a job may wait (%v)", d)
+	}
+	fast.inFlight.Store(2)
+	if d := l.holdFor("fast", 2, 1); d != 2*10*time.Millisecond+minLimitWait {
+		t.Fatalf("first in line: hold %v, want two slot times", d)
+	}
+	fast.waiting.Store(10) // 5 rounds of the 2 slots ahead
+	if d := l.holdFor("fast", 2, 1); d != 7*10*time.Millisecond+minLimitWait {
+		t.Fatalf("behind 10 jobs: hold %v, want seven slot times", d)
 	}
 	fast.waiting.Store(40) // 2 slots x 20 requests each within maxHold
 	if d := l.holdFor("fast", 2, 1); d != 0 {

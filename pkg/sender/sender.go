@@ -51,7 +51,7 @@ var (
 	}, []string{"reason"})
 	handoffs = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "herald_sender_handoffs_total",
-		Help: "Jobs refused by their endpoint's cap that waited in process and were handed a slot as a request ended.",
+		Help: "Jobs refused by their endpoint's cap that waited in process and then got a slot, mostly one handed over as a request ended.",
 	})
 	scheduled = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "herald_sender_scheduled_total",

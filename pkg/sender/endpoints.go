@@ -27,8 +27,8 @@ const (
 )
 
 // endpoints keeps this process's view of each endpoint it sends to: a
-// moving average of how long a request holds a slot, the requests in flight, and the jobs
-// waiting for a slot. It lets the sender refuse over-cap jobs without a
+// moving average of how long a request holds a slot, the requests in
+// flight, and the jobs waiting for a slot. It lets the sender refuse over-cap jobs without a
 // Redis round trip, hand a freed slot straight to a waiting job, and space
 // the return of the jobs it sends back to JetStream so that they come back
 // about when a slot frees instead of all at once.
@@ -42,7 +42,9 @@ type endpointState struct {
 	avg      atomic.Int64 // ns, moving average of how long a slot is held
 	inFlight atomic.Int32
 	waiting  atomic.Int32
-	// freed wakes one job waiting in this process when a request ends.
+	// freed wakes one job waiting in this process when a request ends. A
+	// token may outlive the job it was meant for and wake a later one for
+	// nothing: a woken job asks for the slot again and may wait on.
 	freed chan struct{}
 	// queued is the unix ns up to which returns of refused jobs are
 	// already spaced (a virtual queue, see backoff).

@@ -49,6 +49,8 @@ type endpointState struct {
 	// queued is the unix ns up to which returns of refused jobs are
 	// already spaced (a virtual queue, see backoff).
 	queued atomic.Int64
+	// used is the unix ns of the last request started, for sweep.
+	used atomic.Int64
 }
 
 func (l *endpoints) get(endpoint string) *endpointState {
@@ -61,8 +63,30 @@ func (l *endpoints) get(endpoint string) *endpointState {
 
 // start marks a slot taken; it returns when, for end.
 func (l *endpoints) start(endpoint string) time.Time {
-	l.get(endpoint).inFlight.Add(1)
-	return time.Now()
+	e := l.get(endpoint)
+	e.inFlight.Add(1)
+	now := time.Now()
+	e.used.Store(now.UnixNano())
+	return now
+}
+
+// sweep forgets endpoints idle since before idleSince: nothing in flight or
+// waiting, no refused job still due. A sender that works for many endpoints
+// over its life would otherwise keep every one of them. An endpoint used
+// again right as it is forgotten starts afresh; at worst its slot time is
+// learnt anew and a job waiting on the old state waits out its hold, while
+// the limiter keeps the cap.
+func (l *endpoints) sweep(idleSince time.Time) (forgotten int) {
+	cut := idleSince.UnixNano()
+	l.m.Range(func(k, v any) bool {
+		e := v.(*endpointState)
+		if e.used.Load() < cut && e.inFlight.Load() == 0 && e.waiting.Load() == 0 && e.queued.Load() < cut {
+			l.m.Delete(k)
+			forgotten++
+		}
+		return true
+	})
+	return forgotten
 }
 
 // end marks a slot free again, learns how long it was held, and wakes one

@@ -88,3 +88,30 @@ func TestHoldIsWokenWhenARequestEnds(t *testing.T) {
 		t.Fatalf("waiting counts not released: %d jobs, %d bytes", l.waiting.Load(), l.waitingBytes.Load())
 	}
 }
+
+func TestSweepForgetsOnlyIdleEndpoints(t *testing.T) {
+	var l endpoints
+	l.end("idle", l.start("idle"))
+	l.get("busy").inFlight.Store(1)
+	l.get("waiting").waiting.Store(1)
+	l.end("due", l.start("due"))
+	for range 2 { // the second refused job returns in an hour
+		l.backoff("due", time.Hour, 0, 2*time.Hour, time.Now())
+	}
+	if n := l.sweep(time.Now().Add(-time.Minute)); n != 0 {
+		t.Fatalf("swept %d endpoints used within the last minute", n)
+	}
+	cut := time.Now().Add(time.Millisecond)
+	l.get("recent").used.Store(cut.Add(time.Second).UnixNano()) // used after the cut
+	if n := l.sweep(cut); n != 1 {
+		t.Fatalf("swept %d endpoints, want 1 (idle)", n)
+	}
+	for _, id := range []string{"busy", "waiting", "due", "recent"} {
+		if _, ok := l.m.Load(id); !ok {
+			t.Errorf("endpoint %s forgotten while still in use", id)
+		}
+	}
+	if _, ok := l.m.Load("idle"); ok {
+		t.Error("idle endpoint kept")
+	}
+}

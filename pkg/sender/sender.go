@@ -237,8 +237,28 @@ func (s *Sender) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	slots := make(chan struct{}, s.workers)
+	wg.Add(1)
+	go func() { defer wg.Done(); s.sweepEndpoints(ctx) }()
 	bus.Consume(ctx, s.log, "sender", func(ctx context.Context) error { return s.consume(ctx, slots, &wg) })
 	return nil
+}
+
+// endpointIdle is how long an endpoint's state is kept after its last
+// request.
+const endpointIdle = 10 * time.Minute
+
+// sweepEndpoints forgets idle endpoints' state every minute until ctx ends.
+func (s *Sender) sweepEndpoints(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.endpoints.sweep(now.Add(-endpointIdle))
+		}
+	}
 }
 
 // consume pulls only as many jobs as there are idle workers, so no job ages

@@ -87,15 +87,7 @@ func (s staleSource) ListEndpoints(context.Context, string) ([]store.Endpoint, e
 // is looked up in the store before it is called not found, since a sender
 // drops the jobs of endpoints not found.
 func TestEndpointMissCheckedWithStore(t *testing.T) {
-	nc, err := nats.Connect(testenv.NATS(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := store.Open(ctx, js)

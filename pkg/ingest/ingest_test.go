@@ -18,7 +18,6 @@ import (
 	"github.com/heraldhq/herald/pkg/store"
 	"github.com/heraldhq/herald/pkg/testenv"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 )
@@ -27,12 +26,7 @@ func setup(t *testing.T) (jetstream.JetStream, *payload.Store, context.Context) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	nc, err := nats.Connect(testenv.NATS(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	js := testenv.JetStream(t)
 	ps, err := payload.Open(ctx, js, payload.Config{Logger: testenv.Logger(t)})
 	if err != nil {
 		t.Fatal(err)

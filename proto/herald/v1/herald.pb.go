@@ -208,17 +208,23 @@ type DeliveryJob struct {
 	TenantId   string `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	EndpointId string `protobuf:"bytes,3,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
 	Event      *Event `protobuf:"bytes,4,opt,name=event,proto3" json:"event,omitempty"`
-	// prior_attempts counts HTTP attempts made before this message was
-	// published (a job moved out of the consumer for a long wait, or
-	// replayed); the current attempt number is prior_attempts plus the
-	// JetStream delivery count.
+	// prior_attempts counts the HTTP attempts whose outcome was recorded
+	// before this message was published. The attempt this message makes is
+	// always prior_attempts + 1: a failed attempt publishes the job again
+	// (as a message schedule) with the count raised, so the count travels
+	// with the job and never depends on JetStream's delivery count or on any
+	// side store. A message delivered again (a limit's wait, a sender that
+	// died) makes the same attempt again.
 	PriorAttempts uint32 `protobuf:"varint,5,opt,name=prior_attempts,json=priorAttempts,proto3" json:"prior_attempts,omitempty"`
 	// replay_id is set when an operator replayed the job from the DLQ.
 	ReplayId string `protobuf:"bytes,6,opt,name=replay_id,json=replayId,proto3" json:"replay_id,omitempty"`
 	// created_at_unix_ms is when the router made the job.
 	CreatedAtUnixMs int64 `protobuf:"varint,7,opt,name=created_at_unix_ms,json=createdAtUnixMs,proto3" json:"created_at_unix_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// event_seq is the event's sequence in EVENTS: where to route again from
+	// if DELIVERIES is lost.
+	EventSeq      uint64 `protobuf:"varint,8,opt,name=event_seq,json=eventSeq,proto3" json:"event_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeliveryJob) Reset() {
@@ -296,6 +302,13 @@ func (x *DeliveryJob) GetReplayId() string {
 func (x *DeliveryJob) GetCreatedAtUnixMs() int64 {
 	if x != nil {
 		return x.CreatedAtUnixMs
+	}
+	return 0
+}
+
+func (x *DeliveryJob) GetEventSeq() uint64 {
+	if x != nil {
+		return x.EventSeq
 	}
 	return 0
 }
@@ -470,11 +483,15 @@ func (x *Attempt) GetReplayId() string {
 // herald.dlq.<tenant>.<endpoint id>. Replaying it publishes job again with a
 // fresh attempt budget.
 type DeadLetter struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Job           *DeliveryJob           `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
-	Attempts      []*Attempt             `protobuf:"bytes,2,rep,name=attempts,proto3" json:"attempts,omitempty"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	DeadAtUnixMs  int64                  `protobuf:"varint,4,opt,name=dead_at_unix_ms,json=deadAtUnixMs,proto3" json:"dead_at_unix_ms,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Job          *DeliveryJob           `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Attempts     []*Attempt             `protobuf:"bytes,2,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	Reason       string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	DeadAtUnixMs int64                  `protobuf:"varint,4,opt,name=dead_at_unix_ms,json=deadAtUnixMs,proto3" json:"dead_at_unix_ms,omitempty"`
+	// skipped is true when no attempt was made because the endpoint was
+	// disabled: recorded so that the event's status says so and recover can
+	// bring it back once the endpoint is enabled again.
+	Skipped       bool `protobuf:"varint,5,opt,name=skipped,proto3" json:"skipped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -537,6 +554,13 @@ func (x *DeadLetter) GetDeadAtUnixMs() int64 {
 	return 0
 }
 
+func (x *DeadLetter) GetSkipped() bool {
+	if x != nil {
+		return x.Skipped
+	}
+	return false
+}
+
 var File_herald_v1_herald_proto protoreflect.FileDescriptor
 
 const file_herald_v1_herald_proto_rawDesc = "" +
@@ -557,7 +581,7 @@ const file_herald_v1_herald_proto_rawDesc = "" +
 	"\x06bucket\x18\x01 \x01(\tR\x06bucket\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x1a\n" +
-	"\bencoding\x18\x04 \x01(\tR\bencoding\"\xf4\x01\n" +
+	"\bencoding\x18\x04 \x01(\tR\bencoding\"\x91\x02\n" +
 	"\vDeliveryJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x1f\n" +
@@ -566,7 +590,8 @@ const file_herald_v1_herald_proto_rawDesc = "" +
 	"\x05event\x18\x04 \x01(\v2\x10.herald.v1.EventR\x05event\x12%\n" +
 	"\x0eprior_attempts\x18\x05 \x01(\rR\rpriorAttempts\x12\x1b\n" +
 	"\treplay_id\x18\x06 \x01(\tR\breplayId\x12+\n" +
-	"\x12created_at_unix_ms\x18\a \x01(\x03R\x0fcreatedAtUnixMs\"\xd3\x03\n" +
+	"\x12created_at_unix_ms\x18\a \x01(\x03R\x0fcreatedAtUnixMs\x12\x1b\n" +
+	"\tevent_seq\x18\b \x01(\x04R\beventSeq\"\xd3\x03\n" +
 	"\aAttempt\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12\x1b\n" +
@@ -589,13 +614,14 @@ const file_herald_v1_herald_proto_rawDesc = "" +
 	"event_type\x18\f \x01(\tR\teventType\x12\x14\n" +
 	"\x05state\x18\r \x01(\tR\x05state\x124\n" +
 	"\x17next_attempt_at_unix_ms\x18\x0e \x01(\x03R\x13nextAttemptAtUnixMs\x12\x1b\n" +
-	"\treplay_id\x18\x0f \x01(\tR\breplayId\"\xa5\x01\n" +
+	"\treplay_id\x18\x0f \x01(\tR\breplayId\"\xbf\x01\n" +
 	"\n" +
 	"DeadLetter\x12(\n" +
 	"\x03job\x18\x01 \x01(\v2\x16.herald.v1.DeliveryJobR\x03job\x12.\n" +
 	"\battempts\x18\x02 \x03(\v2\x12.herald.v1.AttemptR\battempts\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12%\n" +
-	"\x0fdead_at_unix_ms\x18\x04 \x01(\x03R\fdeadAtUnixMsB5Z3github.com/heraldhq/herald/proto/herald/v1;heraldv1b\x06proto3"
+	"\x0fdead_at_unix_ms\x18\x04 \x01(\x03R\fdeadAtUnixMs\x12\x18\n" +
+	"\askipped\x18\x05 \x01(\bR\askippedB5Z3github.com/heraldhq/herald/proto/herald/v1;heraldv1b\x06proto3"
 
 var (
 	file_herald_v1_herald_proto_rawDescOnce sync.Once

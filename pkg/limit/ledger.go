@@ -3,26 +3,19 @@ package limit
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// Two small ledgers the sender keeps beside the limits:
-//
-//   - skips: deliveries of a job that made no HTTP attempt because a limit
-//     put the job back. JetStream counts every delivery; the sender subtracts
-//     these so a job delayed by its endpoint's cap keeps all its attempts.
-//     They live in Redis only (see ErrNotShared).
-//   - health: since when an endpoint has failed without a single success,
-//     so one that fails for days can be disabled, and its return reported;
-//     in Redis when it answers, in process memory otherwise.
+// The health ledger the sender keeps beside the limits: since when an
+// endpoint has failed without a single success, so one that fails for days
+// can be disabled, and its return reported; in Redis when it answers, in
+// process memory otherwise. (Attempt counts are not kept here: they travel
+// inside the job message, see package sender.)
 
 const (
-	skipTTL = 7 * 24 * time.Hour
 	// recoveredAfter is how long a run of failures must have lasted for its
 	// end to count as a recovery worth an operational event; a blip is not.
 	recoveredAfter = time.Minute
@@ -42,56 +35,6 @@ func (l *Limiter) ledger() *ledgers {
 		l.ledgers = &ledgers{failing: map[string]time.Time{}, healthy: map[string]time.Time{}}
 	})
 	return l.ledgers
-}
-
-// ErrNotShared reports that a skip could not be recorded where every
-// replica sees it (Redis is down). A count kept by one process would be
-// wrong on another, so the caller must carry the count with the job
-// instead (the sender republishes it as a schedule).
-var ErrNotShared = errors.New("skip count not shared: redis unavailable")
-
-// Skip records that a delivery of the job message key made no attempt.
-func (l *Limiter) Skip(ctx context.Context, key string) error {
-	if !l.shared() {
-		return ErrNotShared
-	}
-	rctx, cancel := context.WithTimeout(ctx, redisBudget)
-	defer cancel()
-	k := l.prefix + "skips:" + key
-	_, err := l.rdb.TxPipelined(rctx, func(p redis.Pipeliner) error {
-		p.Incr(rctx, k)
-		p.Expire(rctx, k, skipTTL)
-		return nil
-	})
-	if err != nil {
-		l.redisFailed(ctx, err)
-		return fmt.Errorf("%w: %v", ErrNotShared, err)
-	}
-	l.redisOK()
-	return nil
-}
-
-// Skips returns how many deliveries of key made no attempt. Without Redis
-// it answers 0: skips are only ever recorded there.
-func (l *Limiter) Skips(ctx context.Context, key string) (int, error) {
-	if !l.shared() {
-		return 0, nil
-	}
-	rctx, cancel := context.WithTimeout(ctx, redisBudget)
-	defer cancel()
-	v, err := l.rdb.Get(rctx, l.prefix+"skips:"+key).Result()
-	switch {
-	case err == nil:
-		l.redisOK()
-		n, _ := strconv.Atoi(v)
-		return n, nil
-	case isNil(err):
-		l.redisOK()
-		return 0, nil
-	default:
-		l.redisFailed(ctx, err)
-		return 0, err
-	}
 }
 
 // Failed records a failed attempt to endpoint and returns when its current

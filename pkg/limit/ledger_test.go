@@ -2,7 +2,6 @@ package limit
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 )
@@ -19,33 +18,6 @@ func TestLedgers(t *testing.T) {
 		}},
 		{"local", func(c *clock) *Limiter { return New(nil, "", WithClock(c.Now)) }},
 	} {
-		t.Run(mode.name+"/skips", func(t *testing.T) {
-			l := mode.new(newClock())
-			if mode.name == "local" {
-				// A count one process keeps would be wrong on another.
-				if err := l.Skip(ctx, "42"); !errors.Is(err, ErrNotShared) {
-					t.Fatalf("local Skip = %v, want ErrNotShared", err)
-				}
-				if n, _ := l.Skips(ctx, "42"); n != 0 {
-					t.Fatalf("local skips = %d, want 0", n)
-				}
-				return
-			}
-			if n, _ := l.Skips(ctx, "42"); n != 0 {
-				t.Fatalf("skips before any = %d", n)
-			}
-			for range 3 {
-				if err := l.Skip(ctx, "42"); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if n, _ := l.Skips(ctx, "42"); n != 3 {
-				t.Fatalf("skips = %d, want 3", n)
-			}
-			if n, _ := l.Skips(ctx, "43"); n != 0 {
-				t.Fatalf("another job's skips = %d, want 0", n)
-			}
-		})
 		t.Run(mode.name+"/health", func(t *testing.T) {
 			c := newClock()
 			l := mode.new(c)
@@ -83,12 +55,6 @@ func TestLedgers(t *testing.T) {
 		}
 		if rec, _ := b.Succeeded(ctx, "ep"); !rec {
 			t.Fatal("replica b saw no recovery")
-		}
-		if err := a.Skip(ctx, "7"); err != nil {
-			t.Fatal(err)
-		}
-		if n, _ := b.Skips(ctx, "7"); n != 1 {
-			t.Fatalf("replica b sees %d skips, want 1", n)
 		}
 	})
 }

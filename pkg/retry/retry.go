@@ -158,22 +158,15 @@ func isDigits(s string) bool {
 	return len(s) > 0
 }
 
-// Bound decides how long to wait when a receiver answered 429 or 503 with
-// a Retry-After header. The request is honoured, but only within
-// [scheduled, 2*scheduled]: a receiver may slow us down (it knows its own
-// load) but not speed us up, and not stall a delivery indefinitely either.
-// The result never extends past deadline (the delivery's give-up time);
-// a zero deadline means none. A missing request (requested <= 0) yields
-// the scheduled wait. The result is never negative.
-func Bound(requested, scheduled time.Duration, now, deadline time.Time) time.Duration {
-	scheduled = max(scheduled, 0)
-	upper := time.Duration(math.MaxInt64)
-	if scheduled <= math.MaxInt64/2 {
-		upper = 2 * scheduled
+// Honour decides how long to wait when a receiver answered 429 or 503 with
+// a Retry-After header: at least what it asked and at least the scheduled
+// wait, so a receiver may slow Herald down but never make it retry early.
+// A request above limit cannot be honoured (ok is false): the caller gives
+// up rather than retry sooner than asked. A missing request (requested <=
+// 0) yields the scheduled wait.
+func Honour(requested, scheduled, limit time.Duration) (d time.Duration, ok bool) {
+	if limit > 0 && requested > limit {
+		return 0, false
 	}
-	d := min(max(requested, scheduled), upper)
-	if !deadline.IsZero() {
-		d = max(min(d, deadline.Sub(now)), 0)
-	}
-	return d
+	return max(requested, scheduled, 0), true
 }

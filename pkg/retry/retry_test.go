@@ -172,34 +172,33 @@ func TestParseRetryAfterSubSecondNow(t *testing.T) {
 	}
 }
 
-func TestBound(t *testing.T) {
-	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	const s = time.Minute
+func TestHonour(t *testing.T) {
+	const s, limit = time.Minute, time.Hour
 	tests := []struct {
 		name      string
 		requested time.Duration
 		scheduled time.Duration
-		deadline  time.Time
 		want      time.Duration
+		ok        bool
 	}{
-		{"none requested", 0, s, time.Time{}, s},
-		{"negative requested", -time.Hour, s, time.Time{}, s},
-		{"shorter than schedule", 10 * time.Second, s, time.Time{}, s},
-		{"within range", 90 * time.Second, s, time.Time{}, 90 * time.Second},
-		{"exactly twice", 2 * s, s, time.Time{}, 2 * s},
-		{"beyond twice", time.Hour, s, time.Time{}, 2 * s},
-		{"deadline caps", time.Hour, s, now.Add(80 * time.Second), 80 * time.Second},
-		{"deadline below schedule", 0, s, now.Add(30 * time.Second), 30 * time.Second},
-		{"deadline far", 90 * time.Second, s, now.Add(time.Hour), 90 * time.Second},
-		{"deadline passed", time.Hour, s, now.Add(-time.Second), 0},
-		{"huge schedule", time.Duration(math.MaxInt64), time.Duration(math.MaxInt64), time.Time{}, time.Duration(math.MaxInt64)},
-		{"huge request", time.Duration(math.MaxInt64), s, time.Time{}, 2 * s},
-		{"negative schedule", time.Second, -s, time.Time{}, 0},
+		{"none requested", 0, s, s, true},
+		{"negative requested", -time.Hour, s, s, true},
+		{"shorter than schedule: the schedule wins", 10 * time.Second, s, s, true},
+		{"longer than schedule: never early", 90 * time.Second, s, 90 * time.Second, true},
+		{"far longer than schedule, within the limit", 50 * time.Minute, s, 50 * time.Minute, true},
+		{"exactly the limit", limit, s, limit, true},
+		{"beyond the limit: cannot be honoured", limit + time.Second, s, 0, false},
+		{"huge request", time.Duration(math.MaxInt64), s, 0, false},
+		{"negative schedule", time.Second, -s, time.Second, true},
 	}
 	for _, tt := range tests {
-		if got := Bound(tt.requested, tt.scheduled, now, tt.deadline); got != tt.want {
-			t.Errorf("%s: Bound(%v, %v) = %v, want %v", tt.name, tt.requested, tt.scheduled, got, tt.want)
+		got, ok := Honour(tt.requested, tt.scheduled, limit)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("%s: Honour(%v, %v, %v) = %v, %v; want %v, %v", tt.name, tt.requested, tt.scheduled, limit, got, ok, tt.want, tt.ok)
 		}
+	}
+	if got, ok := Honour(48*time.Hour, s, 0); !ok || got != 48*time.Hour {
+		t.Errorf("no limit: Honour = %v, %v; want 48h, true", got, ok)
 	}
 }
 

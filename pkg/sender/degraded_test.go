@@ -25,10 +25,10 @@ func (l localLimiter) Admit(ctx context.Context, ep string, rate int, ttl time.D
 	return p, Admission{OK: d.OK, Wait: d.Wait, Reason: d.Reason}
 }
 
-// With Redis down each sender limits alone and cannot share skip counts. A
-// job held back by one sender's cap and redelivered to another must still
-// get its attempt: here max_attempts is 1, so any wait counted as an
-// attempt would dead-letter a job that was never sent.
+// With Redis down each sender limits alone. A job held back by one
+// sender's cap and redelivered to another must still get its attempt: here
+// max_attempts is 1, so any wait counted as an attempt would dead-letter a
+// job that was never sent.
 func TestLimitWaitsUseNoAttemptsWithoutRedis(t *testing.T) {
 	js := newJS(t)
 	var mu sync.Mutex
@@ -47,7 +47,7 @@ func TestLimitWaitsUseNoAttemptsWithoutRedis(t *testing.T) {
 	for range 2 {
 		lim := limit.New(nil, "", limit.WithConcurrency(2))
 		s := New(js, eps, WithWorkers(16), WithSchedule(retry.Schedule{time.Second}), WithScheduleThreshold(time.Minute),
-			WithLimiter(localLimiter{lim}), WithSkips(lim), WithLogger(testenv.Logger(t)))
+			WithLimiter(localLimiter{lim}), WithLogger(testenv.Logger(t)))
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = s.Run(ctx) }()
 	}

@@ -53,7 +53,7 @@ func TestHotEndpointIsServedAtItsCap(t *testing.T) {
 	}
 	before := testutil.ToFloat64(handoffs)
 	s := New(js, endpointsMap{"ep_hot": endpoint("ep_hot", srv.URL, 5)}, WithWorkers(64),
-		WithLimiter(localLimiter{lim}), WithSkips(lim), WithEndpointConcurrency(capacity), WithLogger(testenv.Logger(t)))
+		WithLimiter(localLimiter{lim}), WithEndpointConcurrency(capacity), WithLogger(testenv.Logger(t)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = s.Run(ctx); close(done) }()

@@ -81,13 +81,14 @@ func bodyGone(err error) bool {
 func (s *Sender) finish(ctx context.Context, msg jetstream.Msg, job *heraldv1.DeliveryJob, log zerolog.Logger) {
 	ref := job.Event.GetPayloadRef()
 	if ref == nil || s.payloads == nil {
-		_ = msg.Ack()
+		s.settle(msg.Ack(), "ack")
 		return
 	}
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err := msg.DoubleAck(actx)
 	cancel()
 	if err != nil {
+		settleErrors.WithLabelValues("ack").Inc()
 		log.Warn().Err(err).Msg("ack not confirmed; the event body is kept until the events retention")
 		return
 	}

@@ -52,10 +52,12 @@ type Decision struct {
 //     dead-letter.
 //   - anything else (3xx, 4xx, 5xx, timeouts, connection, DNS and TLS
 //     errors): retry after the schedule's delay for this attempt, with
-//     jitter; a 429 or 503 with Retry-After waits what the server asked,
-//     bounded to between the scheduled delay and twice it, and never past
-//     deadline (when the last attempt is due at the latest).
-func Decide(o deliver.Outcome, attempt, maxAttempts int, sched retry.Schedule, rnd func() float64, now, deadline time.Time) Decision {
+//     jitter. A 429 or 503 with Retry-After waits at least what the
+//     receiver asked and at least the schedule's delay: Herald never
+//     retries sooner than asked. A receiver asking for more than
+//     retryAfterMax gets the job dead-lettered, with that reason, rather
+//     than a retry it said it cannot take.
+func Decide(o deliver.Outcome, attempt, maxAttempts int, sched retry.Schedule, rnd func() float64, retryAfterMax time.Duration) Decision {
 	switch {
 	case o.OK():
 		return Decision{Action: Ack}
@@ -66,7 +68,11 @@ func Decide(o deliver.Outcome, attempt, maxAttempts int, sched retry.Schedule, r
 	}
 	d := sched.Delay(attempt, rnd)
 	if o.RetryAfter > 0 && (o.Status == 429 || o.Status == 503) {
-		d = retry.Bound(o.RetryAfter, d, now, deadline)
+		var ok bool
+		if d, ok = retry.Honour(o.RetryAfter, d, retryAfterMax); !ok {
+			return Decision{Action: DeadLetter, Reason: fmt.Sprintf("%s asked to retry after %s, more than the %s Herald waits at most (HERALD_RETRY_AFTER_MAX)",
+				describe(o), o.RetryAfter.Round(time.Second), retryAfterMax)}
+		}
 	}
 	return Decision{Action: Retry, Delay: d, Reason: describe(o)}
 }

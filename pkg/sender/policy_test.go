@@ -33,7 +33,6 @@ func status(code int) deliver.Outcome {
 }
 
 func TestDecideTerminal(t *testing.T) {
-	now := time.Unix(1_700_000_000, 0)
 	tests := []struct {
 		name      string
 		o         deliver.Outcome
@@ -55,7 +54,7 @@ func TestDecideTerminal(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := sender.Decide(tc.o, tc.attempt, tc.max, sched, rand.Float64, now, time.Time{})
+			d := sender.Decide(tc.o, tc.attempt, tc.max, sched, rand.Float64, time.Hour)
 			if d.Action != tc.action || d.Disable != tc.disable {
 				t.Fatalf("Decide = %+v, want action %v disable %v", d, tc.action, tc.disable)
 			}
@@ -75,7 +74,6 @@ func TestDecideTerminal(t *testing.T) {
 }
 
 func TestDecideRetryFollowsSchedule(t *testing.T) {
-	now := time.Unix(1_700_000_000, 0)
 	outcomes := map[string]deliver.Outcome{
 		"500":                     status(500),
 		"502":                     status(502),
@@ -96,7 +94,7 @@ func TestDecideRetryFollowsSchedule(t *testing.T) {
 			lo, hi := time.Duration(float64(want)*0.8), time.Duration(float64(want)*1.2)
 			var minSeen, maxSeen time.Duration
 			for i := range 200 {
-				d := sender.Decide(o, attempt, 10, sched, src.Float64, now, time.Time{})
+				d := sender.Decide(o, attempt, 10, sched, src.Float64, time.Hour)
 				if d.Action != sender.Retry || d.Disable {
 					t.Fatalf("%s attempt %d: Decide = %+v, want a retry", name, attempt, d)
 				}
@@ -118,32 +116,32 @@ func TestDecideRetryFollowsSchedule(t *testing.T) {
 		}
 	}
 	// The extremes of the random source map to the bounds of the band.
-	if d := sender.Decide(status(500), 1, 5, sched, func() float64 { return 0 }, now, time.Time{}); d.Delay != 4*time.Second {
+	if d := sender.Decide(status(500), 1, 5, sched, func() float64 { return 0 }, time.Hour); d.Delay != 4*time.Second {
 		t.Fatalf("rnd=0 delay %v, want 4s", d.Delay)
 	}
-	if d := sender.Decide(status(500), 2, 5, sched, func() float64 { return 0.5 }, now, time.Time{}); d.Delay != 5*time.Minute {
+	if d := sender.Decide(status(500), 2, 5, sched, func() float64 { return 0.5 }, time.Hour); d.Delay != 5*time.Minute {
 		t.Fatalf("rnd=0.5 delay %v, want 5m", d.Delay)
 	}
 }
 
 func TestDecideRetryAfter(t *testing.T) {
-	now := time.Unix(1_700_000_000, 0)
 	noJitter := func() float64 { return 0.5 }
 	tests := []struct {
 		name    string
 		status  int
 		after   time.Duration
 		attempt int
-		want    time.Duration
+		want    time.Duration // 0: dead-lettered
 	}{
 		{"429 asks less than scheduled", 429, time.Second, 1, 5 * time.Second},
-		{"429 asks within band", 429, 7 * time.Second, 1, 7 * time.Second},
-		{"429 asks exactly twice", 429, 10 * time.Second, 1, 10 * time.Second},
-		{"429 asks far more", 429, time.Hour, 1, 10 * time.Second},
+		{"429 asks more than scheduled", 429, 7 * time.Second, 1, 7 * time.Second},
+		{"429 asks far more, within the limit", 429, 50 * time.Minute, 1, 50 * time.Minute},
+		{"429 asks exactly the limit", 429, time.Hour, 1, time.Hour},
+		{"429 asks beyond the limit", 429, time.Hour + time.Second, 1, 0},
 		{"503 asks less", 503, time.Second, 2, 5 * time.Minute},
-		{"503 within band", 503, 8 * time.Minute, 2, 8 * time.Minute},
-		{"503 asks far more", 503, 24 * time.Hour, 2, 10 * time.Minute},
-		{"500 Retry-After ignored", 500, time.Hour, 1, 5 * time.Second},
+		{"503 asks more", 503, 8 * time.Minute, 2, 8 * time.Minute},
+		{"503 asks a day", 503, 24 * time.Hour, 2, 0},
+		{"500 Retry-After ignored", 500, 24 * time.Hour, 1, 5 * time.Second},
 		{"502 Retry-After ignored", 502, time.Hour, 1, 5 * time.Second},
 		{"404 Retry-After ignored", 404, time.Hour, 1, 5 * time.Second},
 	}
@@ -151,22 +149,28 @@ func TestDecideRetryAfter(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := status(tc.status)
 			o.RetryAfter = tc.after
-			d := sender.Decide(o, tc.attempt, 5, sched, noJitter, now, time.Time{})
+			d := sender.Decide(o, tc.attempt, 5, sched, noJitter, time.Hour)
+			if tc.want == 0 {
+				if d.Action != sender.DeadLetter || !strings.Contains(d.Reason, "HERALD_RETRY_AFTER_MAX") {
+					t.Fatalf("Decide = %+v, want a dead letter naming HERALD_RETRY_AFTER_MAX", d)
+				}
+				return
+			}
 			if d.Action != sender.Retry || d.Delay != tc.want {
 				t.Fatalf("Decide = %+v, want retry after %v", d, tc.want)
 			}
 		})
 	}
-	// With jitter the bounds are the jittered delay and twice it.
+	// With jitter: never sooner than asked, never sooner than the jittered
+	// schedule.
 	src := rand.New(rand.NewPCG(3, 4))
 	for range 500 {
-		o := deliver.Outcome{Status: 429, Class: deliver.RateLimited, RetryAfter: time.Hour}
-		d := sender.Decide(o, 1, 5, sched, src.Float64, now, time.Time{})
-		if d.Delay < 4*time.Second || d.Delay > 12*time.Second {
-			t.Fatalf("429 with a long Retry-After: delay %v outside [0.8x, 2x1.2x] of 5s", d.Delay)
+		o := deliver.Outcome{Status: 429, Class: deliver.RateLimited, RetryAfter: 30 * time.Second}
+		if d := sender.Decide(o, 1, 5, sched, src.Float64, time.Hour); d.Delay != 30*time.Second {
+			t.Fatalf("429 with Retry-After 30s: delay %v, want exactly what was asked", d.Delay)
 		}
 		o.RetryAfter = time.Millisecond
-		if d := sender.Decide(o, 1, 5, sched, src.Float64, now, time.Time{}); d.Delay < 4*time.Second || d.Delay > 6*time.Second {
+		if d := sender.Decide(o, 1, 5, sched, src.Float64, time.Hour); d.Delay < 4*time.Second || d.Delay > 6*time.Second {
 			t.Fatalf("429 with a short Retry-After: delay %v, want the scheduled 5s ±20%%", d.Delay)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/limit"
 	"github.com/heraldhq/herald/pkg/retry"
 	"github.com/heraldhq/herald/pkg/store"
 	"github.com/heraldhq/herald/pkg/testenv"
@@ -101,33 +102,36 @@ func receiver(t *testing.T, status int) (*httptest.Server, *arrivals) {
 }
 
 // More jobs than MaxAckPending wait on a dead endpoint while a healthy
-// endpoint's events keep arriving on time: long waits leave the consumer.
-// The control shows the same load stalls when the waits stay inside it.
+// endpoint's events keep arriving on time: every retry leaves the consumer
+// as a message schedule. The control shows the same load stalls when the
+// waits stay inside the consumer (a rate limit's waits, which are naks), so
+// the test can tell the two apart.
 func TestLongWaitsDoNotBlockHealthyEndpoints(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
-		threshold     time.Duration
+		rateLimited   bool
 		wantDelivered bool
 	}{
-		{"waits as schedules", time.Second, true},
-		{"control: waits inside the consumer stall", 2 * time.Hour, false},
+		{"retries wait as schedules", false, true},
+		{"control: waits inside the consumer stall", true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			js := newJS(t)
 			healthy, got := receiver(t, http.StatusOK)
-			eps := endpointsMap{
-				"ep_dead":    endpoint("ep_dead", closedURL(t), 5),
-				"ep_healthy": endpoint("ep_healthy", healthy.URL, 5),
+			dead := endpoint("ep_dead", closedURL(t), 5)
+			if tc.rateLimited {
+				dead.RateLimit = 1
 			}
-			const maxAckPending, dead = 10, 40
+			eps := endpointsMap{"ep_dead": dead, "ep_healthy": endpoint("ep_healthy", healthy.URL, 5)}
+			const maxAckPending, deadJobs = 10, 40
 			s := New(js, eps, WithWorkers(8), WithMaxAckPending(maxAckPending), WithSchedule(retry.Schedule{time.Hour}),
-				WithScheduleThreshold(tc.threshold), WithLogger(testenv.Logger(t)))
+				WithLimiter(localLimiter{limit.New(nil, "")}), WithLogger(testenv.Logger(t)))
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() { _ = s.Run(ctx); close(done) }()
 			t.Cleanup(func() { cancel(); <-done })
 
-			for i := range dead {
+			for i := range deadJobs {
 				publishJob(t, js, "ep_dead", "dead-"+strconv.Itoa(i))
 			}
 			// Wait until the dead jobs have been tried and are waiting.
@@ -150,13 +154,13 @@ func TestLongWaitsDoNotBlockHealthyEndpoints(t *testing.T) {
 			}
 			if tc.wantDelivered {
 				if got.count() != 20 {
-					t.Fatalf("healthy endpoint got %d of 20 events within 5 s while %d jobs wait on a dead one", got.count(), dead)
+					t.Fatalf("healthy endpoint got %d of 20 events within 5 s while %d jobs wait on a dead one", got.count(), deadJobs)
 				}
-				t.Logf("20 healthy events delivered in %v with %d jobs waiting (MaxAckPending %d)", time.Since(start), dead, maxAckPending)
+				t.Logf("20 healthy events delivered in %v with %d jobs waiting (MaxAckPending %d)", time.Since(start), deadJobs, maxAckPending)
 				retries, _ := js.Stream(ctx, bus.StreamRetries)
 				info, _ := retries.Info(ctx)
-				if info.State.Msgs < dead {
-					t.Fatalf("RETRIES holds %d schedules, want %d", info.State.Msgs, dead)
+				if info.State.Msgs < deadJobs {
+					t.Fatalf("RETRIES holds %d schedules, want %d", info.State.Msgs, deadJobs)
 				}
 			} else if got.count() == 20 {
 				t.Fatalf("control delivered everything: the test cannot tell waits in the consumer from schedules")

@@ -53,9 +53,14 @@ type Config struct {
 	SenderWorkers int
 	RouterWorkers int
 	AckWait       time.Duration
-	// ScheduleThreshold is the longest retry wait kept inside the sender's
-	// consumer; longer waits leave it as message schedules.
+	// ScheduleThreshold is the longest limit wait (an endpoint's cap or
+	// rate limit) kept inside the sender's consumer; longer waits, breaker
+	// waits and every retry leave it as message schedules.
 	ScheduleThreshold time.Duration
+	// RetryAfterMax is the longest Retry-After honoured (0: the sender's
+	// default, 1 hour); a receiver asking for more has its job
+	// dead-lettered with that reason, never retried early.
+	RetryAfterMax time.Duration
 	// SenderMaxAckPending bounds jobs handed out and not acked, across all
 	// senders.
 	SenderMaxAckPending int
@@ -172,6 +177,7 @@ func FromEnv(def Config) (Config, error) {
 	dur("HERALD_DLQ_RETENTION", &c.Streams.DLQMaxAge)
 	dur("HERALD_ACK_WAIT", &c.AckWait)
 	dur("HERALD_SCHEDULE_THRESHOLD", &c.ScheduleThreshold)
+	dur("HERALD_RETRY_AFTER_MAX", &c.RetryAfterMax)
 	dur("HERALD_DISABLE_AFTER", &c.DisableAfter)
 	num("HERALD_SENDER_MAX_ACK_PENDING", &c.SenderMaxAckPending)
 	num("HERALD_ENDPOINT_CONCURRENCY", &c.EndpointConcurrency)

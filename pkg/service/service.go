@@ -277,7 +277,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 			sender.WithOps(ops.New(js)),
 			sender.WithLimiter(limiter{lim}),
 			sender.WithEndpointConcurrency(cfg.EndpointConcurrency),
-			sender.WithSkips(lim),
+			sender.WithRetryAfterMax(cfg.RetryAfterMax),
 			sender.WithHealth(lim, cfg.DisableAfter),
 			sender.WithClient(dc),
 			sender.WithPayloads(payloads),

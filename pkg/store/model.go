@@ -56,10 +56,14 @@ type Endpoint struct {
 	Secret        string            `json:"secret,omitempty"`
 	OldSecrets    []OldSecret       `json:"old_secrets,omitempty"`
 	Enabled       bool              `json:"enabled"`
-	MaxAttempts   int               `json:"max_attempts"`
-	TimeoutMS     int               `json:"timeout_ms"`
-	RateLimit     int               `json:"rate_limit"`
-	Metadata      map[string]string `json:"metadata,omitempty"`
+	// Paused holds deliveries, in arrival order, until it is cleared: the
+	// endpoint's owner asked for a break (maintenance, a migration), not
+	// Herald, and nothing is skipped meanwhile.
+	Paused      bool              `json:"paused,omitempty"`
+	MaxAttempts int               `json:"max_attempts"`
+	TimeoutMS   int               `json:"timeout_ms"`
+	RateLimit   int               `json:"rate_limit"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
 	// DisabledReason says why Herald disabled the endpoint by itself (a 410,
 	// or failing for too long); empty when enabled or disabled by a person.
 	DisabledReason string    `json:"disabled_reason,omitempty"`

@@ -1,0 +1,480 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/heraldhq/herald/pkg/bus"
+	"github.com/heraldhq/herald/pkg/deliver"
+	"github.com/heraldhq/herald/pkg/ops"
+	"github.com/heraldhq/herald/pkg/store"
+	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+)
+
+// The life of one job message, from fetch to ack. Every path ends in one
+// transition, and each stores the job's next place before the message is
+// acked, so a job is always in DELIVERIES, RETRIES, HELD or the DLQ
+// (briefly in two, never in none):
+//
+//	after fetch, when                       transition
+//	the message does not decode             term (logged)
+//	the endpoint was deleted                drop: ack
+//	the endpoint cannot be read             wait 1 s in the consumer (nak)
+//	the endpoint is disabled                skip: DLQ entry marked skipped, ack
+//	the endpoint is paused                  hold: HELD, ack
+//	its attempt number > max_attempts       dead-letter (max_attempts was lowered)
+//	refused by the cap or the rate limit    wait: nak with the paced delay
+//	refused by the breaker, or a long wait  wait: schedule with the same count, ack
+//	admitted: the attempt answers 2xx       ack (delivered)
+//	  410 Gone                              disable the endpoint, dead-letter
+//	  Retry-After above HERALD_RETRY_AFTER_MAX   dead-letter, with that reason
+//	  failed, attempts left                 retry: schedule with the count raised, ack
+//	  failed, none left                     dead-letter
+//
+// The attempt count. The attempt a message makes is always
+// job.prior_attempts + 1. Only a recorded outcome raises the count: a
+// failed attempt publishes the job again, as a message schedule, with
+// prior_attempts set to the attempt just made, and only then acks the
+// message. Every other way back to a sender (a limit's nak, an AckWait
+// redelivery after a sender died) leaves the count as it was, so a wait
+// never uses an attempt, and a sender killed before it could record an
+// outcome makes that attempt again rather than lose it. The count lives in
+// the message alone: nothing in Redis or in JetStream's delivery count can
+// make it disagree with what receivers saw.
+const (
+	// reasonLookup: the endpoint could not be read (store unavailable).
+	reasonLookup = "lookup"
+	// reasonPaused: the endpoint is paused and no Holder is configured.
+	reasonPaused = "paused"
+)
+
+// DefaultRetryAfterMax is the longest Retry-After a receiver may ask for.
+const DefaultRetryAfterMax = time.Hour
+
+// work handles one job message from fetch to ack.
+func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
+	inFlight.Inc()
+	defer inFlight.Dec()
+	job := &heraldv1.DeliveryJob{}
+	if err := proto.Unmarshal(msg.Data(), job); err != nil || job.Event == nil {
+		s.log.Error().Err(err).Str("subject", msg.Subject()).Msg("undecodable job terminated")
+		s.settle(msg.TermWithReason("undecodable job"), "term")
+		return
+	}
+	log := s.log.With().Str("job_id", job.Id).Str("event_id", job.Event.Id).Str("tenant", job.TenantId).Str("endpoint_id", job.EndpointId).Logger()
+	attempt := int(job.PriorAttempts) + 1
+
+	ep, err := s.eps.Endpoint(ctx, job.TenantId, job.EndpointId)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// The endpoint (or its tenant) was deleted: its jobs go with it.
+		outcomes.WithLabelValues("dropped").Inc()
+		log.Info().Msg("endpoint deleted; job dropped")
+		s.finish(ctx, msg, job, log)
+		return
+	case err != nil:
+		// The store or its key is unavailable: not the endpoint's fault.
+		log.Warn().Err(err).Msg("endpoint lookup failed; job redelivered shortly")
+		s.wait(ctx, msg, job, Admission{Reason: reasonLookup, Wait: time.Second}, log)
+		return
+	case !ep.Enabled:
+		s.skip(ctx, msg, job, "endpoint disabled"+reasonSuffix(ep.DisabledReason), log)
+		return
+	case ep.Paused:
+		s.hold(ctx, msg, job, log)
+		return
+	case attempt > ep.MaxAttempts:
+		// max_attempts was lowered below the attempts already made.
+		s.deadLetter(ctx, msg, job, nil, fmt.Sprintf("attempt budget of %d used", ep.MaxAttempts), false, log)
+		return
+	}
+
+	timeout := time.Duration(ep.TimeoutMS) * time.Millisecond
+	permit, adm := s.admit(ctx, &ep, timeout, len(msg.Data()), w)
+	if !adm.OK {
+		s.wait(ctx, msg, job, s.pace(&ep, adm), log)
+		return
+	}
+
+	started := s.endpoints.start(ep.ID)
+	rec, decision := s.attempt(ctx, msg, &ep, job, attempt)
+	if permit != nil {
+		permit.Done(ctx, rec.StatusCode >= 200 && rec.StatusCode <= 299)
+	}
+	s.endpoints.end(ep.ID, started) // after Done: a job woken by it finds the slot free everywhere
+	s.trackHealth(ctx, &ep, job, decision, log)
+	switch decision.Action {
+	case Ack:
+		rec.State = StateDelivered
+	case Retry:
+		rec.State = StateRetrying
+		rec.NextAttemptAtUnixMs = s.retryAt(decision.Delay).UnixMilli()
+	case DeadLetter:
+		rec.State = StateDead
+	}
+	s.record(rec)
+	switch decision.Action {
+	case Ack:
+		outcomes.WithLabelValues("delivered").Inc()
+		latency.Observe(time.Since(time.UnixMilli(job.Event.AcceptedAtUnixMs)).Seconds())
+		s.finish(ctx, msg, job, log)
+	case Retry:
+		log.Debug().Int("attempt", attempt).Dur("delay", decision.Delay).Str("reason", decision.Reason).Msg("attempt failed; retrying")
+		s.schedule(ctx, msg, job, attempt, decision.Delay, log)
+	case DeadLetter:
+		if decision.Disable {
+			s.disable(ctx, job, decision.Reason, log)
+		}
+		s.deadLetter(ctx, msg, job, rec, decision.Reason, false, log)
+	}
+}
+
+// admit asks the limiter for a slot at the endpoint. It never asks Redis
+// when this process alone already fills the endpoint's cap. A job refused
+// by the cap of a fast endpoint waits here, briefly and without its worker
+// (see endpoints.holdFor), to be handed the slot of a request of this
+// process as it ends: a hot endpoint then stays at its cap instead of
+// idling while its refused jobs wait out their delays in JetStream. Any
+// other refusal goes back at once.
+func (s *Sender) admit(ctx context.Context, ep *store.Endpoint, timeout time.Duration, size int, w *worker) (Permit, Admission) {
+	var until time.Time
+	for {
+		permit, adm := Permit(nil), Admission{OK: true}
+		switch {
+		case s.endpointCap > 0 && until.IsZero() && s.endpoints.queueing(ep.ID),
+			s.endpointCap > 0 && s.endpoints.busy(ep.ID, s.endpointCap):
+			adm = Admission{Reason: ReasonConcurrency}
+		case s.limiter != nil:
+			permit, adm = s.limiter.Admit(ctx, ep.ID, ep.RateLimit, timeout+5*time.Second)
+		}
+		if adm.OK && !until.IsZero() {
+			handoffs.Inc()
+		}
+		if adm.OK || adm.Reason != ReasonConcurrency {
+			return permit, adm
+		}
+		now := time.Now()
+		if until.IsZero() {
+			d := s.endpoints.holdFor(ep.ID, s.endpointCap, size)
+			if d <= 0 {
+				return nil, adm
+			}
+			until = now.Add(d)
+		}
+		if !now.Before(until) {
+			return nil, adm
+		}
+		w.release()
+		s.endpoints.hold(ep.ID, until.Sub(now), size)
+		w.reclaim()
+	}
+}
+
+// maxPace bounds the wait of a job refused by an endpoint's cap or rate
+// limit: past it the job comes back and is refused again, which costs
+// little at that spacing.
+const maxPace = 10 * time.Second
+
+// pace sets how long a job refused by the endpoint's cap or rate limit
+// waits in JetStream: its place in the endpoint's virtual queue (see
+// endpoints.backoff), never less than the limiter's own hint for a rate
+// refusal. The limiter's hint for a full cap is its worst case (the first
+// lease's expiry), so for that the queue alone decides.
+func (s *Sender) pace(ep *store.Endpoint, adm Admission) Admission {
+	var floor time.Duration
+	switch adm.Reason {
+	case ReasonRate:
+		floor = adm.Wait
+	case ReasonConcurrency:
+	default:
+		return adm
+	}
+	slot := s.endpoints.slotTime(ep.ID, s.endpointCap, ep.RateLimit)
+	adm.Wait = s.endpoints.backoff(ep.ID, slot, floor, min(maxPace, s.threshold), s.now())
+	return adm
+}
+
+// wait puts back a job that made no attempt, with its count unchanged. A
+// short wait (an endpoint's cap or rate limit, an unreadable endpoint) is a
+// nak with a delay; a breaker's wait, or any wait longer than the schedule
+// threshold, leaves the consumer as a message schedule, so the jobs of an
+// unhealthy endpoint never fill MaxAckPending for everyone else.
+func (s *Sender) wait(ctx context.Context, msg jetstream.Msg, job *heraldv1.DeliveryJob, adm Admission, log zerolog.Logger) {
+	delayed.WithLabelValues(adm.Reason).Inc()
+	if adm.Reason != ReasonConcurrency && adm.Reason != ReasonRate {
+		// Jitter, so jobs refused together do not all return together
+		// (paced refusals are spread already).
+		adm.Wait += time.Duration(float64(adm.Wait) * 0.2 * s.rnd())
+	}
+	if adm.Reason != ReasonBreaker && adm.Wait <= s.threshold {
+		s.settle(msg.NakWithDelay(adm.Wait), "nak")
+		return
+	}
+	s.schedule(ctx, msg, job, int(job.PriorAttempts), adm.Wait, log)
+}
+
+// hold hands the job of a paused endpoint to the Holder, then acks it.
+func (s *Sender) hold(ctx context.Context, msg jetstream.Msg, job *heraldv1.DeliveryJob, log zerolog.Logger) {
+	if s.holder == nil {
+		s.wait(ctx, msg, job, Admission{Reason: reasonPaused, Wait: 5 * time.Second}, log)
+		return
+	}
+	if err := s.holder.Hold(ctx, job); err != nil {
+		log.Warn().Err(err).Msg("job of a paused endpoint not held; redelivered shortly")
+		s.settle(msg.NakWithDelay(time.Second), "nak")
+		return
+	}
+	outcomes.WithLabelValues("held").Inc()
+	s.settle(msg.Ack(), "ack")
+}
+
+// skip records, without an attempt, that a job's endpoint is disabled: a
+// dead letter marked skipped, which recover brings back.
+func (s *Sender) skip(ctx context.Context, msg jetstream.Msg, job *heraldv1.DeliveryJob, reason string, log zerolog.Logger) {
+	s.deadLetter(ctx, msg, job, nil, reason, true, log)
+}
+
+// retryAt is when a schedule published now with delay d fires: schedules
+// have a granularity of one second, and never fire early.
+func (s *Sender) retryAt(d time.Duration) time.Time {
+	return s.now().Add(d).Truncate(time.Second).Add(time.Second)
+}
+
+// schedulePublishFor bounds how long a sender keeps trying to store a
+// job's next schedule before it gives the message back.
+const schedulePublishFor = 30 * time.Second
+
+// schedule stores the job as a one-shot message schedule that publishes it
+// again after d, with done attempts recorded, and only then acks the
+// message: a crash in between delivers twice, never zero times. The
+// schedule's id is the message's stream position, so the same message
+// scheduling again (its ack was lost) stores one schedule.
+//
+// If the schedule cannot be stored for schedulePublishFor (JetStream is
+// away), the message is given back unchanged: its next delivery makes the
+// same attempt again, so a receiver may see one attempt number twice, but
+// never more attempts than max_attempts plus the outage's repeats, and
+// never fewer.
+func (s *Sender) schedule(ctx context.Context, msg jetstream.Msg, job *heraldv1.DeliveryJob, done int, d time.Duration, log zerolog.Logger) {
+	next := proto.Clone(job).(*heraldv1.DeliveryJob)
+	next.PriorAttempts = uint32(done)
+	b, err := proto.Marshal(next)
+	if err != nil {
+		log.Error().Err(err).Msg("job not encodable; terminated")
+		s.settle(msg.TermWithReason("job not encodable"), "term")
+		return
+	}
+	var seq uint64
+	if meta, err := msg.Metadata(); err == nil {
+		seq = meta.Sequence.Stream
+	}
+	subject := bus.RetrySubject(job.Id, done)
+	pub := &nats.Msg{Subject: subject, Data: b}
+	opts := []jetstream.PublishOpt{
+		jetstream.WithScheduleAt(s.retryAt(d)),
+		jetstream.WithScheduleTarget(bus.DueSubject(job.TenantId, job.EndpointId, job.Id)),
+		jetstream.WithScheduleTTL(bus.DueTTL),
+		jetstream.WithMsgID(subject + ":" + strconv.FormatUint(seq, 10)),
+		jetstream.WithExpectStream(bus.StreamRetries),
+	}
+	stop := s.keepAlive(msg, schedulePublishFor)
+	err = s.publishPatiently(ctx, pub, opts, schedulePublishFor)
+	stop()
+	if err != nil {
+		log.Error().Err(err).Int("attempts_done", done).Msg("schedule not stored; the message goes back unchanged")
+		s.settle(msg.NakWithDelay(min(d, s.threshold)), "nak")
+		return
+	}
+	scheduled.Inc()
+	s.settle(msg.Ack(), "ack")
+}
+
+// publishPatiently publishes m, trying again with a growing pause while
+// JetStream is unavailable, for at most budget.
+func (s *Sender) publishPatiently(ctx context.Context, m *nats.Msg, opts []jetstream.PublishOpt, budget time.Duration) error {
+	deadline := time.Now().Add(budget)
+	pause := 250 * time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := s.js.PublishMsg(pctx, m, opts...)
+		cancel()
+		if err == nil || !bus.IsRetryable(err) || time.Now().Add(pause).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 4*time.Second)
+	}
+}
+
+// disable turns the endpoint off (410 Gone) and says so on the ops subject.
+func (s *Sender) disable(ctx context.Context, job *heraldv1.DeliveryJob, reason string, log zerolog.Logger) {
+	if s.disabler == nil {
+		return
+	}
+	if err := s.disabler.DisableEndpoint(ctx, job.TenantId, job.EndpointId, reason); err != nil {
+		log.Error().Err(err).Msg("disable endpoint failed")
+		return
+	}
+	log.Warn().Str("reason", reason).Msg("endpoint disabled")
+	s.emit(ctx, job, ops.EndpointDisabled, job.EndpointId+":"+strconv.FormatInt(s.now().UnixMilli(), 10),
+		map[string]any{"endpoint_id": job.EndpointId, "reason": reason}, log)
+}
+
+// trackHealth disables an endpoint that has failed without a single success
+// for longer than the configured period, and reports an endpoint's return to
+// health.
+func (s *Sender) trackHealth(ctx context.Context, ep *store.Endpoint, job *heraldv1.DeliveryJob, d Decision, log zerolog.Logger) {
+	if s.health == nil {
+		return
+	}
+	if d.Action == Ack {
+		if recovered, err := s.health.Succeeded(ctx, ep.ID); err == nil && recovered {
+			s.emit(ctx, job, ops.EndpointRecovered, ep.ID+":"+strconv.FormatInt(s.now().UnixMilli()/60000, 10),
+				map[string]any{"endpoint_id": ep.ID}, log)
+		}
+		return
+	}
+	since, err := s.health.Failed(ctx, ep.ID, s.now())
+	if err != nil || since.IsZero() || s.now().Sub(since) < s.disableAfter {
+		return
+	}
+	s.disable(ctx, job, fmt.Sprintf("failing without a success since %s", since.UTC().Format(time.RFC3339)), log)
+}
+
+func (s *Sender) emit(ctx context.Context, job *heraldv1.DeliveryJob, typ, key string, data map[string]any, log zerolog.Logger) {
+	if s.ops == nil || ops.IsOps(job.Event.Type) {
+		return
+	}
+	if err := s.ops.Emit(ctx, job.TenantId, typ, key, data); err != nil {
+		log.Warn().Err(err).Str("type", typ).Msg("operational event not stored")
+	}
+}
+
+func reasonSuffix(r string) string {
+	if r == "" {
+		return ""
+	}
+	return " (" + r + ")"
+}
+
+// attempt sends one request and decides what follows. While a slow request
+// runs, it tells JetStream the job is in progress so that no other sender
+// gets it: a slow but alive request is never sent twice.
+func (s *Sender) attempt(ctx context.Context, msg jetstream.Msg, ep *store.Endpoint, job *heraldv1.DeliveryJob, attempt int) (*heraldv1.Attempt, Decision) {
+	now := s.now()
+	rec := &heraldv1.Attempt{
+		JobId: job.Id, EventId: job.Event.Id, TenantId: job.TenantId, EndpointId: job.EndpointId,
+		Number: uint32(attempt), AtUnixMs: now.UnixMilli(), EventType: job.Event.Type, ReplayId: job.ReplayId,
+	}
+	req, err := s.build(ctx, ep, job, attempt, now)
+	var out deliver.Outcome
+	if err != nil {
+		out = buildFailure(err)
+	} else {
+		stop := s.keepAlive(msg, req.Timeout)
+		out = s.client.Do(ctx, req)
+		stop()
+	}
+	attempts.WithLabelValues(string(out.Class)).Inc()
+	rec.StatusCode = int32(out.Status)
+	rec.LatencyUs = out.Latency.Microseconds()
+	rec.ErrorClass = string(out.Class)
+	rec.Error = out.Err
+	rec.ResponseBody = out.Body
+	if bodyGone(err) { // no attempt can succeed without the body
+		return rec, Decision{Action: DeadLetter, Reason: out.Err}
+	}
+	return rec, Decide(out, attempt, ep.MaxAttempts, s.retries, s.rnd, s.retryAfterMax)
+}
+
+// keepAlive sends InProgress every third of AckWait while something that
+// may outlast it runs (a request, storing a schedule).
+func (s *Sender) keepAlive(msg jetstream.Msg, timeout time.Duration) (stop func()) {
+	if timeout < s.ackWait/3 {
+		return func() {}
+	}
+	t := time.NewTicker(s.ackWait / 3)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-t.C:
+				s.settle(msg.InProgress(), "in_progress")
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { t.Stop(); close(done) }
+}
+
+// record stores an attempt in ATTEMPTS without waiting: the history must
+// never slow sending.
+func (s *Sender) record(rec *heraldv1.Attempt) {
+	b, err := proto.Marshal(rec)
+	if err != nil {
+		return
+	}
+	if _, err := s.js.PublishMsgAsync(&nats.Msg{Subject: bus.AttemptSubject(rec.TenantId, rec.EndpointId), Data: b}); err != nil {
+		s.log.Debug().Err(err).Msg("attempt record not stored")
+	}
+}
+
+// deadLetter stores the job in the DLQ and only then acks it, so a job is
+// always in exactly one of DELIVERIES or DLQ (or briefly both). A skipped
+// job (its endpoint is disabled) is stored the same way, marked, without an
+// attempt and without an operational event.
+func (s *Sender) deadLetter(ctx context.Context, msg jetstream.Msg, job *heraldv1.DeliveryJob, last *heraldv1.Attempt, reason string, skipped bool, log zerolog.Logger) {
+	dl := &heraldv1.DeadLetter{Job: job, Reason: reason, DeadAtUnixMs: s.now().UnixMilli(), Skipped: skipped}
+	if last != nil {
+		dl.Attempts = []*heraldv1.Attempt{last}
+	}
+	b, err := proto.Marshal(dl)
+	if err == nil {
+		var seq uint64
+		if meta, merr := msg.Metadata(); merr == nil {
+			seq = meta.Sequence.Stream
+		}
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = s.js.PublishMsg(pctx, &nats.Msg{Subject: bus.DLQSubject(job.TenantId, job.EndpointId), Data: b},
+			jetstream.WithMsgID(fmt.Sprintf("dead:%s:%s:%d:%d", job.Id, job.ReplayId, job.PriorAttempts, seq)), jetstream.WithExpectStream(bus.StreamDLQ))
+		cancel()
+	}
+	if err != nil {
+		log.Error().Err(err).Msg("dead-letter not stored; job redelivered")
+		s.settle(msg.NakWithDelay(5*time.Second), "nak")
+		return
+	}
+	if skipped {
+		outcomes.WithLabelValues("skipped").Inc()
+		log.Info().Str("reason", reason).Msg("job skipped")
+		s.settle(msg.Ack(), "ack")
+		return
+	}
+	outcomes.WithLabelValues("dead_lettered").Inc()
+	log.Warn().Str("reason", reason).Msg("job dead-lettered")
+	s.settle(msg.Ack(), "ack")
+	s.emit(ctx, job, ops.MessageAttemptsExhausted, job.Id+":"+job.ReplayId,
+		map[string]any{"event_id": job.Event.Id, "event_type": job.Event.Type, "endpoint_id": job.EndpointId, "reason": reason}, log)
+}
+
+// settle counts a failed ack, nak, term or progress report. None is
+// retried: JetStream redelivers the message after AckWait, and every
+// transition above is safe to repeat.
+func (s *Sender) settle(err error, op string) {
+	if err != nil {
+		settleErrors.WithLabelValues(op).Inc()
+		s.log.Debug().Err(err).Str("op", op).Msg("ack or nak not sent")
+	}
+}

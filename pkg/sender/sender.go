@@ -364,4 +364,3 @@ func (w *worker) reclaim() {
 	default:
 	}
 }
-

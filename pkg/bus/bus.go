@@ -232,13 +232,59 @@ func (c Config) Streams() []jetstream.StreamConfig {
 	}
 }
 
+// EnsureOption tunes EnsureStreams.
+type EnsureOption func(*ensureOptions)
+
+type ensureOptions struct{ retriesFrom time.Time }
+
+// SourceRetriesFrom says, for a DELIVERIES that has to be created while
+// RETRIES already exists (DELIVERIES was deleted), from when its source
+// takes RETRIES' fired jobs. Without it the new stream takes every fired
+// job RETRIES still keeps (a day's worth) and sends them all again; with
+// the time the oldest job of the lost stream was stored, it takes back
+// exactly those that may have been lost with it.
+func SourceRetriesFrom(t time.Time) EnsureOption {
+	return func(o *ensureOptions) { o.retriesFrom = t }
+}
+
 // EnsureStreams creates Herald's streams or updates them to cfg. Every
 // service runs it at start, so whichever starts first sets the system up and
 // later ones converge on the same definitions.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config, opts ...EnsureOption) error {
+	var o ensureOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	for _, sc := range cfg.Streams() {
+		if sc.Name == StreamDeliveries {
+			if err := keepSourceStart(ctx, js, &sc, o.retriesFrom); err != nil {
+				return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+			}
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// keepSourceStart sets where DELIVERIES' source starts: as the existing
+// stream has it (an update must not move it), or, for a new stream, from
+// retriesFrom when given.
+func keepSourceStart(ctx context.Context, js jetstream.JetStream, sc *jetstream.StreamConfig, retriesFrom time.Time) error {
+	st, err := js.Stream(ctx, sc.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		if !retriesFrom.IsZero() {
+			sc.Sources[0].OptStartTime = &retriesFrom
+		}
+		return nil
+	case err != nil:
+		return err
+	}
+	for _, src := range st.CachedInfo().Config.Sources {
+		if src.Name == StreamRetries && src.OptStartTime != nil {
+			sc.Sources[0].OptStartTime = src.OptStartTime
 		}
 	}
 	return nil

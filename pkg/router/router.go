@@ -28,7 +28,7 @@ import (
 var (
 	eventsRouted = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_router_events_total",
-		Help: "Events handled by the router, by result: routed, unmatched, invalid, retried.",
+		Help: "Events handled by the router, by result: routed, unmatched, invalid, retried, rerouted (routed again after DELIVERIES was lost).",
 	}, []string{"result"})
 	jobsPublished = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "herald_router_jobs_total",
@@ -60,6 +60,7 @@ type Router struct {
 	ackWait  time.Duration
 	ready    chan struct{}
 	once     sync.Once
+	floors   floors // recent ack floors, for Reroute
 
 	// beforeAck, in tests, runs after an event's jobs are stored and before
 	// the event is acked: the window a crash test aims at.
@@ -103,6 +104,8 @@ func (r *Router) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	sem := make(chan struct{}, r.workers)
+	wg.Add(1)
+	go func() { defer wg.Done(); r.trackFloor(ctx) }()
 	bus.Consume(ctx, r.log, "router", func(ctx context.Context) error { return r.consume(ctx, sem, &wg) })
 	return nil
 }
@@ -139,26 +142,21 @@ func (r *Router) consume(ctx context.Context, sem chan struct{}, wg *sync.WaitGr
 }
 
 func (r *Router) handle(ctx context.Context, msg jetstream.Msg) {
-	ev, err := r.decode(msg)
-	if err == nil && ev.PayloadRef != nil && ev.PayloadRef.Size == 0 && r.payloads != nil {
-		// A producer's body in the payload store: check it once, here.
-		var ref *heraldv1.PayloadRef
-		if ref, err = r.payloads.Resolve(ctx, ev.TenantId, ev.PayloadRef.Key); err == nil {
-			ev.PayloadRef = ref
-		} else if !payload.Permanent(err) {
-			eventsRouted.WithLabelValues("retried").Inc()
-			r.log.Warn().Err(err).Str("event_id", ev.Id).Str("tenant", ev.TenantId).Msg("event body not readable; will retry")
-			_ = msg.NakWithDelay(time.Second)
-			return
-		}
-	}
-	if err != nil {
+	ev, seq, err := r.prepare(ctx, msg)
+	var later *retryLater
+	switch {
+	case errors.As(err, &later):
+		eventsRouted.WithLabelValues("retried").Inc()
+		r.log.Warn().Err(err).Str("event_id", ev.GetId()).Str("tenant", ev.GetTenantId()).Msg("event body not readable; will retry")
+		_ = msg.NakWithDelay(time.Second)
+		return
+	case err != nil:
 		eventsRouted.WithLabelValues("invalid").Inc()
 		r.log.Warn().Err(err).Str("subject", msg.Subject()).Msg("invalid event dropped")
 		_ = msg.TermWithReason("invalid event")
 		return
 	}
-	n, err := r.route(ctx, ev)
+	n, err := r.route(ctx, ev, seq)
 	if err != nil {
 		eventsRouted.WithLabelValues("retried").Inc()
 		r.log.Warn().Err(err).Str("event_id", ev.Id).Str("tenant", ev.TenantId).Msg("routing failed; will retry")
@@ -177,6 +175,34 @@ func (r *Router) handle(ctx context.Context, msg jetstream.Msg) {
 	if err := msg.Ack(); err != nil {
 		r.log.Warn().Err(err).Str("event_id", ev.Id).Msg("ack failed; the event will be routed again and its jobs deduplicated")
 	}
+}
+
+// retryLater marks a failure that may pass (a stored body not readable
+// yet): the event is routed again later, not dropped.
+type retryLater struct{ err error }
+
+func (e *retryLater) Error() string { return e.err.Error() }
+func (e *retryLater) Unwrap() error { return e.err }
+
+// prepare decodes a stored event and checks a producer's stored body, and
+// returns the event with its position in EVENTS. An error is permanent
+// (the event is invalid) unless it is a *retryLater.
+func (r *Router) prepare(ctx context.Context, msg jetstream.Msg) (*heraldv1.Event, uint64, error) {
+	var seq uint64
+	if meta, err := msg.Metadata(); err == nil {
+		seq = meta.Sequence.Stream
+	}
+	ev, err := r.decode(msg)
+	if err == nil && ev.PayloadRef != nil && ev.PayloadRef.Size == 0 && r.payloads != nil {
+		// A producer's body in the payload store: check it once, here.
+		var ref *heraldv1.PayloadRef
+		if ref, err = r.payloads.Resolve(ctx, ev.TenantId, ev.PayloadRef.Key); err == nil {
+			ev.PayloadRef = ref
+		} else if !payload.Permanent(err) {
+			return ev, seq, &retryLater{err}
+		}
+	}
+	return ev, seq, err
 }
 
 // decode reads an event as Herald stored it (protobuf) or as a producer
@@ -258,7 +284,7 @@ func FromNATS(msg jetstream.Msg) (*heraldv1.Event, error) {
 
 // route publishes one job per matching endpoint and waits until JetStream
 // stored each. It returns how many endpoints matched.
-func (r *Router) route(ctx context.Context, ev *heraldv1.Event) (int, error) {
+func (r *Router) route(ctx context.Context, ev *heraldv1.Event, seq uint64) (int, error) {
 	eps, err := r.eps.Endpoints(ctx, ev.TenantId)
 	if err != nil {
 		return 0, fmt.Errorf("endpoints of %s: %w", ev.TenantId, err)
@@ -285,6 +311,7 @@ func (r *Router) route(ctx context.Context, ev *heraldv1.Event) (int, error) {
 			EndpointId:      ep.ID,
 			Event:           ev,
 			CreatedAtUnixMs: now,
+			EventSeq:        seq,
 		}
 		b, err := proto.Marshal(job)
 		if err != nil {

@@ -69,6 +69,13 @@ func (h *hooks) count() int {
 // HTTP address.
 func start(t *testing.T, cfg service.Config) string {
 	t.Helper()
+	return "http://" + runInfo(t, cfg).HTTPAddr
+}
+
+// runInfo runs service.Run in process until the test ends and returns what it
+// said when ready.
+func runInfo(t *testing.T, cfg service.Config) service.Info {
+	t.Helper()
 	t.Setenv("NATS_URL", "")
 	t.Setenv("REDIS_URL", "")
 	cfg, err := service.FromEnv(cfg)
@@ -89,13 +96,13 @@ func start(t *testing.T, cfg service.Config) string {
 	})
 	select {
 	case i := <-ready:
-		return "http://" + i.HTTPAddr
+		return i
 	case err := <-done:
 		t.Fatalf("service stopped: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("service not ready")
 	}
-	return ""
+	return service.Info{}
 }
 
 func call(t *testing.T, method, url, auth string, body any) (int, map[string]any) {

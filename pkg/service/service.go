@@ -230,8 +230,8 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 			return rdb.Ping(ctx).Err()
 		}})
 	}
-	keeper := newStreamKeeper(js, cfg.Streams, payload.Streams(), func(ctx context.Context) error {
-		if err := bus.EnsureStreams(ctx, js, cfg.Streams); err != nil {
+	keeper := newStreamKeeper(js, cfg.Streams, payload.Streams(), func(ctx context.Context, opts ...bus.EnsureOption) error {
+		if err := bus.EnsureStreams(ctx, js, cfg.Streams, opts...); err != nil {
 			return err
 		}
 		if err := payloads.Ensure(ctx); err != nil {
@@ -240,13 +240,16 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 		_, err := store.Open(ctx, js, store.WithReplicas(cfg.Streams.Replicas), store.WithSealer(sealer))
 		return err
 	}, log.With().Str("component", "streams").Logger())
-	wg.Add(1)
-	go func() { defer wg.Done(); keeper.run(runCtx) }()
 	checks = append(checks, health.Check{Name: "streams", Fn: keeper.ready})
 
 	var readies []<-chan struct{}
 	if cfg.Roles.Router {
 		r := router.New(js, c, router.WithLogger(log.With().Str("component", "router").Logger()), router.WithWorkers(cfg.RouterWorkers), router.WithAckWait(cfg.AckWait), router.WithPayloads(payloads))
+		keeper.onDeliveriesLost(func(ctx context.Context, since time.Time) {
+			if _, err := r.Reroute(ctx, since); err != nil {
+				log.Error().Err(err).Msg("events not routed again after DELIVERIES was lost")
+			}
+		})
 		readies = append(readies, r.Ready())
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = r.Run(runCtx) }()
@@ -257,6 +260,8 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 			go func() { defer wg.Done(); _ = p.Run(runCtx) }()
 		}
 	}
+	wg.Add(1) // after the roles registered what they do when DELIVERIES is lost
+	go func() { defer wg.Done(); keeper.run(runCtx) }()
 	if cfg.Roles.Sender {
 		var lrdb redis.UniversalClient
 		if rdb != nil {

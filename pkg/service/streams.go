@@ -29,13 +29,28 @@ type streamKeeper struct {
 	log      zerolog.Logger
 	mu       sync.Mutex
 	problem  error // what the last check could not put back
-	recreate func(ctx context.Context) error
+	recreate func(ctx context.Context, opts ...bus.EnsureOption) error
+
+	// What a lost DELIVERIES held is found again from when its oldest job
+	// was stored: jobs come back from there (see onLost). oldest is that
+	// time at the last check, created the stream's creation time, so a
+	// stream recreated by another process is noticed too.
+	oldest, created time.Time
+	onLost          []func(ctx context.Context, since time.Time)
 }
 
 // newStreamKeeper watches cfg's streams, the configuration bucket and the
 // extra streams named, and calls recreate when any is missing.
-func newStreamKeeper(js jetstream.JetStream, cfg bus.Config, extra []string, recreate func(context.Context) error, log zerolog.Logger) *streamKeeper {
+func newStreamKeeper(js jetstream.JetStream, cfg bus.Config, extra []string, recreate func(context.Context, ...bus.EnsureOption) error, log zerolog.Logger) *streamKeeper {
 	return &streamKeeper{js: js, cfg: cfg, extra: extra, every: 3 * time.Second, log: log, recreate: recreate}
+}
+
+// onDeliveriesLost registers fn to run when DELIVERIES was lost and is back
+// (deleted, then recreated by this keeper or another process's): since is
+// when the oldest job it held was stored, so everything that may have been
+// in it was published after since. The router routes again from there.
+func (k *streamKeeper) onDeliveriesLost(fn func(ctx context.Context, since time.Time)) {
+	k.onLost = append(k.onLost, fn)
 }
 
 // run checks every few seconds until ctx ends.
@@ -43,12 +58,12 @@ func (k *streamKeeper) run(ctx context.Context) {
 	t := time.NewTicker(k.every)
 	defer t.Stop()
 	for {
+		k.check(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		k.check(ctx)
 	}
 }
 
@@ -63,9 +78,14 @@ func (k *streamKeeper) check(ctx context.Context) {
 	for _, sc := range k.cfg.Streams() {
 		names = append(names, sc.Name)
 	}
+	lost := false
 	for _, name := range names {
-		if _, err := k.js.Stream(cctx, name); errors.Is(err, jetstream.ErrStreamNotFound) {
+		st, err := k.js.Stream(cctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			missing = append(missing, name)
+			lost = lost || name == bus.StreamDeliveries
+		} else if err == nil && name == bus.StreamDeliveries {
+			lost = k.sawDeliveries(st.CachedInfo()) || lost
 		}
 	}
 	if _, err := k.js.KeyValue(cctx, store.Bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -74,7 +94,11 @@ func (k *streamKeeper) check(ctx context.Context) {
 	var problem error
 	if len(missing) > 0 {
 		k.log.Warn().Strs("missing", missing).Msg("streams missing; recreating them")
-		if err := k.recreate(cctx); err != nil {
+		var opts []bus.EnsureOption
+		if !k.oldest.IsZero() {
+			opts = append(opts, bus.SourceRetriesFrom(k.oldest.Add(-time.Second)))
+		}
+		if err := k.recreate(cctx, opts...); err != nil {
 			problem = fmt.Errorf("missing %s: %w", strings.Join(missing, ", "), err)
 			k.log.Error().Err(err).Strs("missing", missing).Msg("missing streams not recreated; retrying")
 		} else {
@@ -84,6 +108,30 @@ func (k *streamKeeper) check(ctx context.Context) {
 	k.mu.Lock()
 	k.problem = problem
 	k.mu.Unlock()
+	if lost && problem == nil && !k.oldest.IsZero() {
+		since := k.oldest.Add(-time.Second)
+		k.log.Warn().Time("since", since).Msg("DELIVERIES was lost; bringing back the jobs it may have held")
+		for _, fn := range k.onLost {
+			fn(context.WithoutCancel(ctx), since)
+		}
+		k.oldest, k.created = time.Time{}, time.Time{} // the next check starts over on the new stream
+	}
+}
+
+// sawDeliveries notes when DELIVERIES' oldest job was stored, and reports
+// whether the stream is not the one seen last time (recreated elsewhere).
+func (k *streamKeeper) sawDeliveries(info *jetstream.StreamInfo) (replaced bool) {
+	replaced = !k.created.IsZero() && !info.Created.Equal(k.created)
+	if replaced {
+		return true // keep oldest: it is the lost stream's
+	}
+	k.created = info.Created
+	if info.State.Msgs > 0 {
+		k.oldest = info.State.FirstTime
+	} else {
+		k.oldest = time.Now()
+	}
+	return false
 }
 
 // ready is the "streams" readiness check.

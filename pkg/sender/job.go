@@ -244,7 +244,11 @@ func (s *Sender) skip(ctx context.Context, msg jetstream.Msg, job *heraldv1.Deli
 // retryAt is when a schedule published now with delay d fires: schedules
 // have a granularity of one second, and never fire early.
 func (s *Sender) retryAt(d time.Duration) time.Time {
-	return s.now().Add(d).Truncate(time.Second).Add(time.Second)
+	at := s.now().Add(d)
+	if whole := at.Truncate(time.Second); !whole.Equal(at) {
+		at = whole.Add(time.Second)
+	}
+	return at
 }
 
 // schedulePublishFor bounds how long a sender keeps trying to store a

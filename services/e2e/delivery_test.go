@@ -264,44 +264,73 @@ func TestDeliveryRules(t *testing.T) {
 		}
 	})
 
-	t.Run("RetryAfterBounded", func(t *testing.T) {
+	t.Run("RetryAfterHonoured", func(t *testing.T) {
 		t.Parallel()
 		tn := s.Tenant(t)
-		// Two 429s asking for 1 s, then success. The schedule's delays
-		// are 100 ms then 1 s (±20 %); Retry-After moves a retry to
-		// within [delay, 2 x delay].
+		// A 429 asking for 2 s in seconds, then a 503 asking with an HTTP
+		// date about 3 s ahead, then success. The schedule says 100 ms then
+		// 1 s: each retry waits what the receiver asked, never less.
+		var dateAsked atomic.Int64 // unix ms of the date the 503 named
 		hook := NewHook(t, func(n int, _ *HookReq) Reply {
-			if n <= 2 {
-				return Reply{Status: http.StatusTooManyRequests, Header: map[string]string{"Retry-After": "1"}}
+			switch n {
+			case 1:
+				return Reply{Status: http.StatusTooManyRequests, Header: map[string]string{"Retry-After": "2"}}
+			case 2:
+				at := time.Now().Add(3 * time.Second).Truncate(time.Second)
+				dateAsked.Store(at.UnixMilli())
+				return Reply{Status: http.StatusServiceUnavailable, Header: map[string]string{"Retry-After": at.UTC().Format(http.TimeFormat)}}
 			}
 			return Reply{}
 		})
 		s.API.HookEndpoint(t, tn.APIKey, hook, []string{"post.*"}, map[string]any{"max_attempts": 5})
 		s.API.PostEvent(t, tn.APIKey, "ra-1", "post.created", `{}`)
-		hook.WaitDelivered(t, 10*time.Second, "ra-1")
+		hook.WaitDelivered(t, 15*time.Second, "ra-1")
 		s.Bus.WaitQuiet(t, tn.ID, 10*time.Second)
 		reqs := hook.Reqs()
 		if len(reqs) != 3 {
-			t.Fatalf("%d requests, want 3 (429, 429, 200)", len(reqs))
+			t.Fatalf("%d requests, want 3 (429, 503, 200)", len(reqs))
 		}
 		for i, r := range reqs {
 			if r.Attempt != i+1 {
 				t.Errorf("request %d: Herald-Attempt %d", i+1, r.Attempt)
 			}
 		}
-		// Schedule 100ms: Retry-After 1s is above 2 x delay, so the retry
-		// comes after 2 x (80..120ms): no sooner than 160ms, well before 1s.
-		if gap := reqs[1].Start.Sub(reqs[0].Start); gap < 160*time.Millisecond || gap >= 900*time.Millisecond {
-			t.Errorf("retry after 429 with Retry-After 1 and a 100ms delay came after %v; want 160ms..240ms (2 x the jittered delay; tolerance to 900ms)", gap)
+		// Retries wait as message schedules, which fire on whole seconds:
+		// up to a second late, never early.
+		if gap := reqs[1].Start.Sub(reqs[0].Start); gap < 2*time.Second || gap >= 4*time.Second {
+			t.Errorf("retry after 429 with Retry-After 2 (schedule 100ms) came after %v; want 2s..3s (tolerance to 4s)", gap)
 		} else {
-			t.Logf("schedule 100ms, Retry-After 1: retry after %v", gap.Round(time.Millisecond))
+			t.Logf("Retry-After 2 (schedule 100ms): retry after %v", gap.Round(time.Millisecond))
 		}
-		// Schedule 1s: Retry-After 1s lies within [delay, 2 x delay], so
-		// the retry comes after max(1s, 0.8..1.2s).
-		if gap := reqs[2].Start.Sub(reqs[1].Start); gap < time.Second || gap >= 2400*time.Millisecond {
-			t.Errorf("retry after 429 with Retry-After 1 and a 1s delay came after %v; want 1s..1.2s (tolerance to 2.4s)", gap)
+		asked := time.UnixMilli(dateAsked.Load())
+		if early := asked.Sub(reqs[2].Start); early > 0 {
+			t.Errorf("retry after 503 with Retry-After %s came %v early", asked.UTC().Format(http.TimeFormat), early)
+		} else if late := reqs[2].Start.Sub(asked); late >= 2500*time.Millisecond {
+			t.Errorf("retry after 503 with an HTTP date came %v after the date; want within about a second", late)
 		} else {
-			t.Logf("schedule 1s, Retry-After 1: retry after %v", gap.Round(time.Millisecond))
+			t.Logf("Retry-After as an HTTP date: retry %v after the date", late.Round(time.Millisecond))
+		}
+	})
+
+	t.Run("RetryAfterBeyondMaxDeadLetters", func(t *testing.T) {
+		t.Parallel()
+		tn := s.Tenant(t)
+		// Asking for two hours is more than HERALD_RETRY_AFTER_MAX (1 h by
+		// default): the job is dead-lettered with that reason, not retried
+		// early.
+		hook := NewHook(t, func(int, *HookReq) Reply {
+			return Reply{Status: http.StatusTooManyRequests, Header: map[string]string{"Retry-After": "7200"}}
+		})
+		ep := s.API.HookEndpoint(t, tn.APIKey, hook, []string{"post.*"}, map[string]any{"max_attempts": 5})
+		s.API.PostEvent(t, tn.APIKey, "ra-max", "post.created", `{}`)
+		s.API.WaitDLQ(t, tn.APIKey, ep.ID, 10*time.Second, "no dead letter for a Retry-After beyond the maximum")
+		s.Bus.WaitQuiet(t, tn.ID, 10*time.Second)
+		if reqs := hook.Reqs(); len(reqs) != 1 {
+			t.Errorf("%d requests, want exactly 1", len(reqs))
+		}
+		dl, _ := s.API.DLQ(tn.APIKey, ep.ID)
+		if len(dl) != 1 || !strings.Contains(dl[0].Reason, "HERALD_RETRY_AFTER_MAX") {
+			t.Errorf("dead letters %+v: want one naming HERALD_RETRY_AFTER_MAX", dl)
 		}
 	})
 

@@ -219,6 +219,9 @@ func (c *Cache) watchStream(ctx context.Context) error {
 		return fmt.Errorf("watch endpoints: %w", err)
 	}
 	defer cc.Stop()
+	// Closed starts a goroutine that lives until the consumer stops, on
+	// every call: ask once, or an idle watch grows by one a second.
+	closed := cc.Closed()
 	// Redis first, as in Invalidate.
 	c.bumpEpoch(ctx)
 	c.dropAll()
@@ -238,7 +241,7 @@ func (c *Cache) watchStream(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-cc.Closed():
+		case <-closed:
 			return errors.New("watch closed")
 		case err := <-interrupted:
 			return fmt.Errorf("watch interrupted: %w", err)

@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
@@ -109,5 +110,25 @@ func TestEndpointMissCheckedWithStore(t *testing.T) {
 	}
 	if _, err := c.Endpoint(ctx, tn.ID, "ep_gone"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Endpoint of an endpoint in neither = %v, want ErrNotFound", err)
+	}
+}
+
+// TestIdleWatchHoldsGoroutinesFlat: an idle change watch does not grow the
+// process's goroutines. The watchdog asked the ordered consumer for Closed()
+// on every 1 s tick, and each call starts a goroutine that lives until the
+// watch stops: +1 a second, forever, in every process.
+func TestIdleWatchHoldsGoroutinesFlat(t *testing.T) {
+	js := testenv.JetStream(t)
+	st, err := store.Open(testCtx(t), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cache.New(st, st.KV(), cache.WithJetStream(js))
+	run(t, c)
+	time.Sleep(time.Second) // warm-up: the watchdog's first tick has run
+	before := runtime.NumGoroutine()
+	time.Sleep(6 * time.Second) // idle: six watchdog ticks, the behaviour under test
+	if after := runtime.NumGoroutine(); after > before+1 {
+		t.Fatalf("goroutines %d after 6 s of an idle watch, %d before: the watch leaks", after, before)
 	}
 }

@@ -89,10 +89,11 @@ func AttemptSubject(tenant, endpoint string) string {
 	return AttemptsPrefix + tenant + "." + endpoint
 }
 
-// RetrySubject is the schedule subject of one wait of one job: unique per
-// pending schedule, as the server requires.
-func RetrySubject(jobID string, attempt int) string {
-	return RetryPrefix + jobID + "." + strconv.Itoa(attempt)
+// RetrySubject is the schedule subject of one job waiting with attempts
+// done: unique per pending schedule, as the server requires. job is the
+// job's id, with its replay id appended for a replayed or resent job.
+func RetrySubject(job string, attempts int) string {
+	return RetryPrefix + job + "." + strconv.Itoa(attempts)
 }
 
 // DueSubject is where a fired schedule puts the job; DELIVERIES sources it

@@ -279,11 +279,18 @@ func (s *Sender) schedule(ctx context.Context, msg jetstream.Msg, job *heraldv1.
 	if meta, err := msg.Metadata(); err == nil {
 		seq = meta.Sequence.Stream
 	}
-	subject := bus.RetrySubject(job.Id, done)
+	// A replayed or resent job shares its id with the original, which may
+	// still be waiting: the replay id keeps their schedules apart (RETRIES
+	// keeps one message per subject).
+	key := job.Id
+	if job.ReplayId != "" {
+		key += "-" + job.ReplayId
+	}
+	subject := bus.RetrySubject(key, done)
 	pub := &nats.Msg{Subject: subject, Data: b}
 	opts := []jetstream.PublishOpt{
 		jetstream.WithScheduleAt(s.retryAt(d)),
-		jetstream.WithScheduleTarget(bus.DueSubject(job.TenantId, job.EndpointId, job.Id)),
+		jetstream.WithScheduleTarget(bus.DueSubject(job.TenantId, job.EndpointId, key)),
 		jetstream.WithScheduleTTL(bus.DueTTL),
 		jetstream.WithMsgID(subject + ":" + strconv.FormatUint(seq, 10)),
 		jetstream.WithExpectStream(bus.StreamRetries),

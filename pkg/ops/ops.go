@@ -1,8 +1,9 @@
 // Package ops publishes Herald's operational events (an endpoint disabled,
 // a message out of attempts, an endpoint recovered). They are stored in
 // EVENTS on herald.ops.<tenant> like any producer's event, so a tenant's
-// endpoints can subscribe to them by type, and operators can watch the
-// subjects with any NATS client.
+// endpoints can subscribe to them, and operators can watch the subjects with
+// any NATS client. An endpoint receives one only if it names its type
+// exactly: wildcards never match them (router.Matches).
 package ops
 
 import (
@@ -20,16 +21,16 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Operational event types.
+// Operational event types: the one list of them (IsOps reads it).
 const (
 	EndpointDisabled         = "endpoint.disabled"
 	EndpointRecovered        = "endpoint.recovered"
 	MessageAttemptsExhausted = "message.attempt.exhausted"
 )
 
-// IsOps reports whether typ is an operational event type. Failures
-// delivering an operational event emit none, so a failing endpoint
-// subscribed to "*" cannot feed itself an endless stream of them.
+// IsOps reports whether typ is an operational event type. Only filters
+// naming such a type exactly match it, and failures delivering one emit
+// none, so a failing endpoint cannot feed itself a stream of them.
 func IsOps(typ string) bool {
 	switch typ {
 	case EndpointDisabled, EndpointRecovered, MessageAttemptsExhausted:

@@ -8,12 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/ops"
 	"github.com/heraldhq/herald/pkg/payload"
 	"github.com/heraldhq/herald/pkg/store"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
@@ -343,12 +345,20 @@ func (r *Router) route(ctx context.Context, ev *heraldv1.Event, seq uint64) (int
 
 // Matches reports whether ep should receive ev: it is enabled, and either
 // the event names it, or names no endpoint and ep subscribes to its type.
+//
+// Herald's own operational events (ops.IsOps) reach only endpoints that
+// name their type exactly: "*" and "prefix.*" never match them. Otherwise
+// an endpoint subscribed to everything got, on failing, events about its
+// own failures, and every catch-all receiver got types it never asked for.
 func Matches(ep *store.Endpoint, ev *heraldv1.Event) bool {
 	if !ep.Enabled {
 		return false
 	}
 	if ev.EndpointId != "" {
 		return ev.EndpointId == ep.ID
+	}
+	if ops.IsOps(ev.Type) {
+		return slices.Contains(ep.Events, ev.Type)
 	}
 	return ep.Subscribes(ev.Type)
 }

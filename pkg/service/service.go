@@ -47,8 +47,10 @@ type Info struct {
 	NATSURL    string
 	AdminToken string
 	// AdminTokenGenerated is true when the token was generated and stored in
-	// the data dir rather than given by HERALD_ADMIN_TOKEN.
+	// the data dir rather than given by HERALD_ADMIN_TOKEN; AdminTokenFile
+	// is then where.
 	AdminTokenGenerated bool
+	AdminTokenFile      string
 	Redis               bool
 	// EgressAllowPrivate is true when deliveries may go to loopback and
 	// private addresses (HERALD_EGRESS_ALLOW_PRIVATE).
@@ -300,6 +302,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 			return err
 		}
 		info.AdminToken, info.AdminTokenGenerated = token, generated
+		if generated {
+			info.AdminTokenFile = adminTokenFile(cfg.DataDir)
+		}
 		if token == "" {
 			log.Warn().Msg("HERALD_ADMIN_TOKEN is not set: tenant management routes answer 401")
 		}
@@ -430,7 +435,7 @@ func adminToken(cfg Config) (token string, generated bool, err error) {
 	if cfg.AdminToken != "" || !cfg.Embedded {
 		return cfg.AdminToken, false, nil
 	}
-	path := filepath.Join(cfg.DataDir, "admin-token")
+	path := adminTokenFile(cfg.DataDir)
 	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		return strings.TrimSpace(string(b)), true, nil
 	}
@@ -446,6 +451,16 @@ func adminToken(cfg Config) (token string, generated bool, err error) {
 		return "", false, fmt.Errorf("store admin token: %w", err)
 	}
 	return token, true, nil
+}
+
+// adminTokenFile is where the all-in-one keeps the token it generated:
+// an absolute path, so the welcome text's commands work from anywhere.
+func adminTokenFile(dataDir string) string {
+	p := filepath.Join(dataDir, "admin-token")
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
 }
 
 // retryUntil runs fn until it succeeds or ctx ends, so services may start

@@ -3,17 +3,21 @@ package service
 import (
 	"fmt"
 	"io"
+
+	"golang.org/x/term"
 )
 
 // PrintWelcome tells a newcomer at a terminal what runs where and the next
-// three commands to try. It goes to stderr as plain text, not to the log:
-// it carries the admin token, which logs never do.
+// three commands to try. It goes to stderr as plain text, not to the log.
+//
+// The admin token itself is shown only when Herald generated it and w is a
+// terminal: a token from HERALD_ADMIN_TOKEN is known to whoever set it, and
+// a stderr redirected to a file or a log collector would keep the token
+// there, at every start. Otherwise the text says where the token is, and
+// the commands read it from there.
 func PrintWelcome(w io.Writer, i Info) {
 	base := "http://" + i.HTTPAddr
-	tokenNote := "(from HERALD_ADMIN_TOKEN)"
-	if i.AdminTokenGenerated {
-		tokenNote = "(generated once, kept in the data dir)"
-	}
+	token, auth := welcomeToken(w, i)
 	cache := "Redis"
 	if !i.Redis {
 		cache = "in-process (no Redis answered)"
@@ -28,15 +32,38 @@ func PrintWelcome(w io.Writer, i Info) {
   API          %s
   NATS         %s   (producers may publish to herald.events.<tenant>.<type>)
   cache        %s
-  admin token  %s %s
+  admin token  %s
 
 Try it:
   # 1. create a tenant; note its api_key
-  curl -s -X POST %s/v1/tenants -H 'Authorization: Bearer %s' -d '{"name":"my blog"}'
+  curl -s -X POST %s/v1/tenants -H "Authorization: Bearer %s" -d '{"name":"my blog"}'
   # 2. register an endpoint (a receiver of yours) for post.* events
   curl -s -X POST %s/v1/endpoints -H 'Authorization: Bearer <api_key>' -d '{"name":"my receiver","url":"http://127.0.0.1:9000/hook","events":["post.*"]}'
   # 3. send an event; it arrives signed at your receiver
   curl -s -X POST %s/v1/events -H 'Authorization: Bearer <api_key>' -d '{"type":"post.published","data":{"id":"42","title":"Hello"}}'
 
-`, status, base, i.NATSURL, cache, i.AdminToken, tokenNote, base, i.AdminToken, base, base)
+`, status, base, i.NATSURL, cache, token, base, auth, base, base)
+}
+
+// welcomeToken returns the welcome text's admin token line and what the
+// first command puts after "Bearer ": the token only when it may be shown.
+func welcomeToken(w io.Writer, i Info) (line, auth string) {
+	switch {
+	case i.AdminToken == "":
+		return "none set: tenant management answers 401 (set HERALD_ADMIN_TOKEN)", "<admin token>"
+	case !i.AdminTokenGenerated:
+		return "from HERALD_ADMIN_TOKEN (not shown)", "$HERALD_ADMIN_TOKEN"
+	case isTerminal(w):
+		return i.AdminToken + "   (generated once, kept in " + i.AdminTokenFile + ")", i.AdminToken
+	default:
+		return "generated once, kept in " + i.AdminTokenFile + " (not shown: stderr is not a terminal)",
+			"$(cat " + i.AdminTokenFile + ")"
+	}
+}
+
+// isTerminal reports whether w is a terminal, as os.Stderr is when a person
+// runs Herald in a shell without redirecting it.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -1,0 +1,55 @@
+package service_test
+
+import (
+	"io"
+	"os"
+	"strconv"
+	"syscall"
+	"testing"
+	"unsafe"
+
+	"github.com/heraldhq/herald/pkg/service"
+)
+
+// printAtTerminal prints the welcome text to a pseudo-terminal, as a
+// person's shell would show it, and returns what the terminal received.
+func printAtTerminal(t *testing.T, info service.Info) string {
+	t.Helper()
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	defer ptmx.Close()
+	var n, unlock uint32
+	if err := ioctl(ptmx, syscall.TIOCSPTLCK, unsafe.Pointer(&unlock)); err != nil {
+		t.Fatalf("unlock pty: %v", err)
+	}
+	if err := ioctl(ptmx, syscall.TIOCGPTN, unsafe.Pointer(&n)); err != nil {
+		t.Fatalf("pty number: %v", err)
+	}
+	tty, err := os.OpenFile("/dev/pts/"+strconv.Itoa(int(n)), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Raw output: the text arrives as written (no \n to \r\n).
+	var tio syscall.Termios
+	if err := ioctl(tty, syscall.TCGETS, unsafe.Pointer(&tio)); err != nil {
+		t.Fatal(err)
+	}
+	tio.Oflag &^= syscall.OPOST
+	if err := ioctl(tty, syscall.TCSETS, unsafe.Pointer(&tio)); err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(ptmx); out <- string(b) }()
+	service.PrintWelcome(tty, info)
+	tty.Close() // the reader sees EOF (EIO) once the terminal's last end closes
+	return <-out
+}
+
+func ioctl(f *os.File, req uintptr, arg unsafe.Pointer) error {
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), req, uintptr(arg)); errno != 0 {
+		return errno
+	}
+	return nil
+}

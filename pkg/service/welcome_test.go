@@ -1,0 +1,67 @@
+package service_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/heraldhq/herald/pkg/service"
+)
+
+// The welcome text shows the admin token only when Herald generated it and
+// stderr is a terminal; otherwise it says where the token is, and a log file
+// never holds it.
+func TestWelcomeShowsAdminTokenOnlyAtATerminal(t *testing.T) {
+	// The all-in-one as it starts: a token generated into the data dir.
+	data := t.TempDir()
+	info := runInfo(t, service.Config{
+		Roles:    service.Roles{API: true, Router: true, Sender: true},
+		Embedded: true, DataDir: data, NATSListen: "127.0.0.1:0", RedisURL: "redis://127.0.0.1:1", RedisOptional: true,
+		HTTPAddr: "127.0.0.1:0", LogLevel: "warn",
+	})
+	file := filepath.Join(data, "admin-token")
+	stored, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.AdminTokenGenerated || info.AdminTokenFile != file || strings.TrimSpace(string(stored)) != info.AdminToken || info.AdminToken == "" {
+		t.Fatalf("info: generated %v, file %q (want %q), token matches the file: %v", info.AdminTokenGenerated, info.AdminTokenFile, file,
+			strings.TrimSpace(string(stored)) == info.AdminToken)
+	}
+
+	// stderr redirected to a log file: the token stays out, its file is named.
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "herald.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	service.PrintWelcome(logFile, info)
+	logged, _ := os.ReadFile(logFile.Name())
+	if strings.Contains(string(logged), info.AdminToken) {
+		t.Errorf("the welcome text wrote the admin token to a log file:\n%s", logged)
+	}
+	if !strings.Contains(string(logged), "kept in "+file) || !strings.Contains(string(logged), "Bearer $(cat "+file+")") {
+		t.Errorf("the welcome text in a log file does not say where the token is:\n%s", logged)
+	}
+
+	// At a terminal, the generated token is shown.
+	if got := printAtTerminal(t, info); !strings.Contains(got, "admin token  "+info.AdminToken) || !strings.Contains(got, "Bearer "+info.AdminToken) {
+		t.Errorf("at a terminal the welcome text does not show the generated token:\n%s", got)
+	}
+
+	// A token from HERALD_ADMIN_TOKEN is never printed, terminal or not.
+	given := info
+	given.AdminToken, given.AdminTokenGenerated, given.AdminTokenFile = "adm_given_by_the_operator_0123456789", false, ""
+	var buf bytes.Buffer
+	service.PrintWelcome(&buf, given)
+	for where, out := range map[string]string{"a buffer": buf.String(), "a terminal": printAtTerminal(t, given)} {
+		if strings.Contains(out, given.AdminToken) {
+			t.Errorf("the welcome text on %s shows the token from HERALD_ADMIN_TOKEN:\n%s", where, out)
+		}
+		if !strings.Contains(out, "from HERALD_ADMIN_TOKEN") || !strings.Contains(out, "Bearer $HERALD_ADMIN_TOKEN") {
+			t.Errorf("the welcome text on %s does not say the token is HERALD_ADMIN_TOKEN's:\n%s", where, out)
+		}
+	}
+}

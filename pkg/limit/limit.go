@@ -231,13 +231,30 @@ func New(rdb redis.UniversalClient, prefix string, opts ...Option) *Limiter {
 	return l
 }
 
+// AdmitOption changes one Admit call.
+type AdmitOption func(*admitOptions)
+
+type admitOptions struct{ outsideBreaker bool }
+
+// OutsideBreaker admits a request under the endpoint's rate limit and
+// concurrency cap only: the breaker neither refuses it nor hears of its
+// outcome (its permit's Done only frees the slot). For requests a person
+// asks for, such as an endpoint's test send: testing a fixed endpoint
+// while its breaker is open is how one finds it fixed, and a test's
+// outcome says nothing about the deliveries the breaker protects.
+func OutsideBreaker() AdmitOption { return func(o *admitOptions) { o.outsideBreaker = true } }
+
 // Admit asks to send one request to endpoint now. It never blocks on other
 // requests: it answers at once (after one Redis round trip) with a Permit
 // and OK, or with a nil Permit, the Reason and how long to Wait. rateLimit is
 // the endpoint's requests per second (0 = none); leaseTTL is how long the
 // slot is held if Done is never called (the request timeout plus a margin;
 // DefaultLeaseTTL if <= 0), and also how long a probe may take.
-func (l *Limiter) Admit(ctx context.Context, endpoint string, rateLimit int, leaseTTL time.Duration) (Permit, Decision) {
+func (l *Limiter) Admit(ctx context.Context, endpoint string, rateLimit int, leaseTTL time.Duration, opts ...AdmitOption) (Permit, Decision) {
+	var o admitOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if leaseTTL <= 0 {
 		leaseTTL = DefaultLeaseTTL
 	}
@@ -246,17 +263,17 @@ func (l *Limiter) Admit(ctx context.Context, endpoint string, rateLimit int, lea
 	lease := l.id + strconv.FormatUint(l.seq.Add(1), 36)
 	if l.shared() {
 		rctx, cancel := context.WithTimeout(ctx, redisBudget)
-		d, st, err := l.admitRedis(rctx, now, endpoint, rateLimit, leaseTTL, lease)
+		d, st, err := l.admitRedis(rctx, now, endpoint, rateLimit, leaseTTL, lease, o.outsideBreaker)
 		cancel()
 		if err == nil {
 			l.redisOK()
 			track(l, endpoint, st)
-			return l.finish(&permit{l: l, endpoint: endpoint, lease: lease, probe: d.Probe, shared: true}, d)
+			return l.finish(&permit{l: l, endpoint: endpoint, lease: lease, probe: d.Probe, shared: true, outsideBreaker: o.outsideBreaker}, d)
 		}
 		l.redisFailed(ctx, err)
 	}
-	d := l.admitLocal(now, endpoint, rateLimit, leaseTTL, lease)
-	return l.finish(&permit{l: l, endpoint: endpoint, lease: lease, probe: d.Probe}, d)
+	d := l.admitLocal(now, endpoint, rateLimit, leaseTTL, lease, o.outsideBreaker)
+	return l.finish(&permit{l: l, endpoint: endpoint, lease: lease, probe: d.Probe, outsideBreaker: o.outsideBreaker}, d)
 }
 
 func (l *Limiter) finish(p *permit, d Decision) (Permit, Decision) {
@@ -300,12 +317,13 @@ func (l *Limiter) State(ctx context.Context, endpoint string) string {
 }
 
 type permit struct {
-	l        *Limiter
-	endpoint string
-	lease    string
-	probe    bool
-	shared   bool
-	done     atomic.Bool
+	l              *Limiter
+	endpoint       string
+	lease          string
+	probe          bool
+	shared         bool
+	outsideBreaker bool
+	done           atomic.Bool
 }
 
 func (p *permit) Done(ctx context.Context, success bool) {
@@ -314,6 +332,10 @@ func (p *permit) Done(ctx context.Context, success bool) {
 	}
 	l := p.l
 	now := l.now()
+	if p.outsideBreaker {
+		p.release(ctx)
+		return
+	}
 	if p.shared {
 		if l.shared() {
 			rctx, cancel := context.WithTimeout(ctx, redisBudget)
@@ -332,6 +354,27 @@ func (p *permit) Done(ctx context.Context, success bool) {
 		return
 	}
 	l.recordLocal(now, p.endpoint, p.lease, p.probe, success)
+}
+
+// release frees the permit's slot without recording an outcome. A Redis
+// lease that cannot be removed expires by itself.
+func (p *permit) release(ctx context.Context) {
+	l := p.l
+	if !p.shared {
+		l.releaseLocal(p.endpoint, p.lease)
+		return
+	}
+	if !l.shared() {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, redisBudget)
+	err := l.rdb.ZRem(rctx, l.key(p.endpoint, "leases"), p.lease).Err()
+	cancel()
+	if err != nil {
+		l.redisFailed(ctx, err)
+		return
+	}
+	l.redisOK()
 }
 
 // shared reports whether decisions go through Redis now. While Redis is

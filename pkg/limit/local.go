@@ -20,7 +20,7 @@ type localEP struct {
 // sweepEvery is how often idle local entries are dropped.
 const sweepEvery = time.Minute
 
-func (l *Limiter) admitLocal(now time.Time, endpoint string, rate int, ttl time.Duration, lease string) Decision {
+func (l *Limiter) admitLocal(now time.Time, endpoint string, rate int, ttl time.Duration, lease string, outsideBreaker bool) Decision {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sweep(now)
@@ -30,7 +30,7 @@ func (l *Limiter) admitLocal(now time.Time, endpoint string, rate int, ttl time.
 		l.local[endpoint] = e
 	}
 	probe := false
-	if !e.openUntil.IsZero() {
+	if !e.openUntil.IsZero() && !outsideBreaker {
 		if now.Before(e.openUntil) {
 			return Decision{Reason: ReasonBreaker, Wait: e.openUntil.Sub(now)}
 		}
@@ -72,6 +72,15 @@ func (l *Limiter) admitLocal(now time.Time, endpoint string, rate int, ttl time.
 		e.probe, e.probeUntil = lease, now.Add(ttl)
 	}
 	return Decision{OK: true, Probe: probe}
+}
+
+// releaseLocal frees a local lease and records nothing.
+func (l *Limiter) releaseLocal(endpoint, lease string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.local[endpoint]; e != nil {
+		delete(e.leases, lease)
+	}
 }
 
 // recordLocal releases a local lease (if any) and records an outcome in the

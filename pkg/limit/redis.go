@@ -15,7 +15,9 @@ import (
 //
 // KEYS: breaker hash, rate (GCRA theoretical arrival time, us), leases zset.
 // ARGV: now (unix us), rate/s (0 none), burst, cap (0 none), lease TTL (ms),
-// lease id, max concurrency wait (ms), max probe wait (ms), key slack (ms).
+// lease id, max concurrency wait (ms), max probe wait (ms), key slack (ms),
+// outside the breaker (1/0: the breaker is read, for open_until, but
+// neither refuses nor makes this request its probe).
 // Returns {ok, reason (0 none, 1 breaker, 2 rate, 3 concurrency), wait (us),
 // probe, open_until (unix ms, 0 when closed)}.
 var admitScript = redis.NewScript(`
@@ -27,15 +29,17 @@ local probe = 0
 local b = redis.call('HMGET', KEYS[1], 'open_until', 'probe_until')
 local ou = tonumber(b[1])
 if ou then
-  if now < ou then
-    return {0, 1, (ou - now) * 1000, 0, ou}
+  if ARGV[10] ~= '1' then
+    if now < ou then
+      return {0, 1, (ou - now) * 1000, 0, ou}
+    end
+    local pu = tonumber(b[2])
+    if pu and now < pu then
+      local w = math.min(pu - now, tonumber(ARGV[8]))
+      return {0, 1, w * 1000, 0, ou}
+    end
+    probe = 1
   end
-  local pu = tonumber(b[2])
-  if pu and now < pu then
-    local w = math.min(pu - now, tonumber(ARGV[8]))
-    return {0, 1, w * 1000, 0, ou}
-  end
-  probe = 1
 else
   ou = 0
 end
@@ -130,11 +134,11 @@ return {0, 0}
 
 var reasons = [...]string{1: ReasonBreaker, 2: ReasonRate, 3: ReasonConcurrency}
 
-func (l *Limiter) admitRedis(ctx context.Context, now time.Time, endpoint string, rate int, ttl time.Duration, lease string) (Decision, breakerState, error) {
+func (l *Limiter) admitRedis(ctx context.Context, now time.Time, endpoint string, rate int, ttl time.Duration, lease string, outsideBreaker bool) (Decision, breakerState, error) {
 	keys := []string{l.key(endpoint, "breaker"), l.key(endpoint, "rate"), l.key(endpoint, "leases")}
 	res, err := admitScript.Run(ctx, l.rdb, keys,
 		now.UnixMicro(), rate, burst(rate), max(l.capacity, 0), ttl.Milliseconds(), lease,
-		maxConcurrencyWait.Milliseconds(), l.coolDown.Milliseconds(), keySlack.Milliseconds(),
+		maxConcurrencyWait.Milliseconds(), l.coolDown.Milliseconds(), keySlack.Milliseconds(), b01(outsideBreaker),
 	).Int64Slice()
 	if err != nil {
 		return Decision{}, breakerState{}, err

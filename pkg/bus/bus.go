@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -354,14 +355,34 @@ func SenderConsumer(ctx context.Context, js jetstream.JetStream, sc SenderConsum
 }
 
 // IsRetryable reports whether a JetStream call failed for a reason that may
-// pass (no responders while a server restarts, timeouts, a lost connection).
+// pass: no responders while a server or a stream leader restarts, a
+// timeout, a lost or reconnecting connection, a consumer being recreated,
+// or JetStream answering 503 (temporarily unavailable). Matched by error
+// identity, never by message text.
 func IsRetryable(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, jetstream.ErrNoHeartbeat) ||
-		errors.Is(err, jetstream.ErrConsumerNotFound) ||
-		strings.Contains(err.Error(), "no responders") ||
-		strings.Contains(err.Error(), "connection closed")
+	if err == nil {
+		return false
+	}
+	for _, target := range retryable {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.Code == 503
+}
+
+var retryable = []error{
+	context.DeadlineExceeded,
+	nats.ErrTimeout,
+	nats.ErrNoResponders,
+	nats.ErrConnectionClosed,
+	nats.ErrConnectionReconnecting,
+	nats.ErrDisconnected,
+	jetstream.ErrNoStreamResponse,
+	jetstream.ErrNoHeartbeat,
+	jetstream.ErrConsumerNotFound,
+	jetstream.ErrJetStreamNotEnabled, // what an account-info call says while no server answers
 }
 
 // Consume runs consume until ctx ends, starting it again a second after it

@@ -103,6 +103,8 @@ type Server struct {
 	patterns    []string
 	dlq         DeadLetters
 	eventLimit  RateLimiter
+	testLimit   RateLimiter
+	endpoints   EndpointLimiter
 }
 
 // Option configures a Server.
@@ -153,6 +155,37 @@ type RateLimiter interface {
 // rate gets 429 with Retry-After and a problem document, before its body
 // is read; other tenants are unaffected.
 func WithEventRateLimit(l RateLimiter) Option { return func(s *Server) { s.eventLimit = l } }
+
+// WithTestSendRateLimit limits POST /v1/endpoints/{id}/test per tenant: a
+// tenant over its rate gets 429 with Retry-After and a problem document,
+// before anything is read or sent.
+func WithTestSendRateLimit(l RateLimiter) Option { return func(s *Server) { s.testLimit = l } }
+
+// EndpointLimiter admits requests to an endpoint under the limits its
+// deliveries obey (pkg/limit: its rate_limit and the concurrency cap,
+// shared by every replica through Redis).
+type EndpointLimiter interface {
+	// Admit asks to send one request to endpoint now, at most rate per
+	// second (0: no rate limit). ttl bounds how long the slot is held if
+	// Release is never called.
+	Admit(ctx context.Context, endpoint string, rate int, ttl time.Duration) Admission
+}
+
+// Admission is an EndpointLimiter's answer.
+type Admission struct {
+	OK bool
+	// Release frees the slot (when OK): call it once, after the request.
+	Release func()
+	// Wait is how long until asking again may succeed, and Reason ("rate"
+	// or "concurrency") why not now (when not OK).
+	Wait   time.Duration
+	Reason string
+}
+
+// WithLimiter makes test sends obey each endpoint's limits, with the
+// deliveries: a test refused by them answers 429 with Retry-After, and
+// sends nothing. Without it, test sends are limited only per tenant.
+func WithLimiter(l EndpointLimiter) Option { return func(s *Server) { s.endpoints = l } }
 
 // New returns the API server.
 func New(st Store, pub Publisher, opts ...Option) *Server {

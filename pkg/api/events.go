@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/event"
@@ -71,8 +69,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 // rateLimited answers 429: the tenant sends events faster than its limit.
 // Retry-After is in whole seconds, at least 1.
 func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request, wait time.Duration) {
-	secs := max(int64(math.Ceil(wait.Seconds())), 1)
-	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	secs := retryAfter(w, wait)
 	writeProblem(w, r, Problem{Type: problemBase + "rate-limited", Title: "Too many requests", Status: http.StatusTooManyRequests,
 		Detail: fmt.Sprintf("this tenant sends more than %d events per second (HERALD_TENANT_EVENTS_PER_SECOND); retry after %d s with the same id", s.eventLimit.Rate(), secs)})
 }

@@ -3,7 +3,10 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/heraldhq/herald/pkg/valid"
 )
@@ -60,6 +63,14 @@ func internal(w http.ResponseWriter, r *http.Request) {
 func unavailable(w http.ResponseWriter, r *http.Request, detail string) {
 	w.Header().Set("Retry-After", "1")
 	writeProblem(w, r, Problem{Type: problemBase + "unavailable", Title: "Service unavailable", Status: http.StatusServiceUnavailable, Detail: detail})
+}
+
+// retryAfter sets Retry-After to wait in whole seconds, at least 1, and
+// returns them.
+func retryAfter(w http.ResponseWriter, wait time.Duration) int64 {
+	secs := max(int64(math.Ceil(wait.Seconds())), 1)
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	return secs
 }
 
 // invalid answers 422 with every field error when err is a validation

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/heraldhq/herald/pkg/deliver"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/history"
 	"github.com/heraldhq/herald/pkg/match"
@@ -43,7 +45,21 @@ type testResult struct {
 // deliveries pass. The attempt is recorded in the endpoint's history,
 // marked test. A disabled endpoint is tested too: that is how one checks
 // a fix before enabling it.
+//
+// Test sends obey limits: the tenant's test-send rate (checked first,
+// before anything is read), then the endpoint's rate_limit and concurrency
+// cap, shared with its deliveries (but not its breaker, which would refuse
+// the test of a fixed endpoint). A refused test sends nothing and answers
+// 429 with Retry-After.
 func (s *Server) testEndpoint(w http.ResponseWriter, r *http.Request) {
+	if s.testLimit != nil {
+		if ok, wait := s.testLimit.Allow(r.Context(), tenantOf(r)); !ok {
+			secs := retryAfter(w, wait)
+			writeProblem(w, r, Problem{Type: problemBase + "rate-limited", Title: "Too many requests", Status: http.StatusTooManyRequests,
+				Detail: fmt.Sprintf("this tenant sends more than %d test sends per second (HERALD_TENANT_TEST_SENDS_PER_SECOND); retry after %d s", s.testLimit.Rate(), secs)})
+			return
+		}
+	}
 	var in testInput
 	if !decodeOptional(w, r, &in) {
 		return
@@ -94,7 +110,12 @@ func (s *Server) testEndpoint(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		rec.ErrorClass, rec.Error = "request", err.Error()
 	} else {
+		release, ok := s.admitTest(w, r, &ep, req.Timeout)
+		if !ok {
+			return
+		}
 		out := s.client.Do(r.Context(), req)
+		release()
 		rec.StatusCode = int32(out.Status)
 		rec.LatencyUs = out.Latency.Microseconds()
 		rec.ErrorClass = string(out.Class)
@@ -114,4 +135,29 @@ func (s *Server) testEndpoint(w http.ResponseWriter, r *http.Request) {
 		cancel()
 	}
 	writeJSON(w, http.StatusOK, testResult{OK: ok, Attempt: history.FromProto(rec)})
+}
+
+// admitTest asks the endpoint's limiter for a slot for a test send of the
+// given timeout. When refused it answers 429 and reports false; otherwise
+// the caller calls release after the request.
+func (s *Server) admitTest(w http.ResponseWriter, r *http.Request, ep *store.Endpoint, timeout time.Duration) (release func(), ok bool) {
+	if s.endpoints == nil {
+		return func() {}, true
+	}
+	if timeout <= 0 {
+		timeout = deliver.DefaultTimeout
+	}
+	// The slot outlives the request by a margin, as a delivery's does.
+	adm := s.endpoints.Admit(r.Context(), ep.ID, ep.RateLimit, timeout+5*time.Second)
+	if adm.OK {
+		return adm.Release, true
+	}
+	secs := retryAfter(w, adm.Wait)
+	why := "the endpoint has as many requests in flight as it may (HERALD_ENDPOINT_CONCURRENCY), deliveries and tests together"
+	if adm.Reason == "rate" {
+		why = fmt.Sprintf("the endpoint's rate_limit of %d per second is used up, by deliveries and tests together", ep.RateLimit)
+	}
+	writeProblem(w, r, Problem{Type: problemBase + "endpoint-limited", Title: "Endpoint limit reached", Status: http.StatusTooManyRequests,
+		Detail: fmt.Sprintf("%s; nothing was sent: retry after %d s", why, secs)})
+	return nil, false
 }

@@ -111,12 +111,22 @@ type Config struct {
 	// not set; a Config built in code has no limit unless it sets one.
 	TenantEventsPerSecond int
 	TenantEventsBurst     int
-	LogLevel              string
-	LogFormat             string
+	// TenantTestSendsPerSecond limits POST /v1/endpoints/{id}/test per
+	// tenant across all API replicas, with bursts of TenantTestSendsBurst
+	// (0: one second's worth); FromEnv defaults it like the event rate,
+	// to DefaultTenantTestSendsPerSecond.
+	TenantTestSendsPerSecond int
+	TenantTestSendsBurst     int
+	LogLevel                 string
+	LogFormat                string
 }
 
 // DefaultTenantEventsPerSecond is HERALD_TENANT_EVENTS_PER_SECOND's default.
 const DefaultTenantEventsPerSecond = 1000
+
+// DefaultTenantTestSendsPerSecond is HERALD_TENANT_TEST_SENDS_PER_SECOND's
+// default: plenty for people pressing a button, not a load generator.
+const DefaultTenantTestSendsPerSecond = 10
 
 // FromEnv reads the configuration over the given defaults.
 func FromEnv(def Config) (Config, error) {
@@ -233,6 +243,11 @@ func FromEnv(def Config) (Config, error) {
 	}
 	num("HERALD_TENANT_EVENTS_PER_SECOND", &c.TenantEventsPerSecond)
 	num("HERALD_TENANT_EVENTS_BURST", &c.TenantEventsBurst)
+	if _, ok := os.LookupEnv("HERALD_TENANT_TEST_SENDS_PER_SECOND"); !ok && c.TenantTestSendsPerSecond == 0 {
+		c.TenantTestSendsPerSecond = DefaultTenantTestSendsPerSecond
+	}
+	num("HERALD_TENANT_TEST_SENDS_PER_SECOND", &c.TenantTestSendsPerSecond)
+	num("HERALD_TENANT_TEST_SENDS_BURST", &c.TenantTestSendsBurst)
 	str("HERALD_EGRESS_PROXY", &c.EgressProxy)
 	if c.EgressProxy != "" {
 		if _, err := ParseProxy(c.EgressProxy); err != nil {

@@ -4,7 +4,12 @@ import (
 	"context"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/heraldhq/herald/pkg/api"
 	"github.com/heraldhq/herald/pkg/limit"
+	"github.com/heraldhq/herald/pkg/ratelimit"
 	"github.com/heraldhq/herald/pkg/sender"
 )
 
@@ -19,4 +24,37 @@ func (l limiter) Admit(ctx context.Context, endpoint string, rate int, ttl time.
 		return nil, adm
 	}
 	return p, adm
+}
+
+// testLimiter adapts limit.Limiter to the API's EndpointLimiter: test sends
+// obey each endpoint's rate limit and cap, shared with its deliveries
+// through Redis, outside its breaker (limit.OutsideBreaker says why).
+type testLimiter struct{ *limit.Limiter }
+
+func (l testLimiter) Admit(ctx context.Context, endpoint string, rate int, ttl time.Duration) api.Admission {
+	p, d := l.Limiter.Admit(ctx, endpoint, rate, ttl, limit.OutsideBreaker())
+	if p == nil {
+		return api.Admission{Wait: d.Wait, Reason: d.Reason}
+	}
+	// Done bounds its own Redis call, and must run even when the test's
+	// client has gone.
+	return api.Admission{OK: true, Release: func() { p.Done(context.Background(), true) }}
+}
+
+// testSendLimits are the limits of the API's test sends: each endpoint's,
+// through a limiter of the same cap as the senders' (sharing their slots
+// and rate through Redis; without Redis, each process's limiter counts
+// alone), and the tenant's test-send rate.
+func testSendLimits(cfg Config, rdb *redis.Client, log zerolog.Logger) []api.Option {
+	var r redis.UniversalClient
+	if rdb != nil {
+		r = rdb
+	}
+	lim := limit.New(r, cfg.RedisPrefix, limit.WithConcurrency(cfg.EndpointConcurrency),
+		limit.WithLogger(log.With().Str("component", "limit").Logger()))
+	// Keys of their own: ratelimit's keys are prefix+"ratelimit:{tenant}",
+	// which the event rate uses.
+	tenants := ratelimit.New(r, cfg.RedisPrefix+"test-sends:", cfg.TenantTestSendsPerSecond, cfg.TenantTestSendsBurst,
+		ratelimit.WithLogger(log.With().Str("component", "ratelimit").Logger()))
+	return []api.Option{api.WithLimiter(testLimiter{lim}), api.WithTestSendRateLimit(tenants)}
 }

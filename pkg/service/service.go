@@ -319,6 +319,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 			api.WithDeliverClient(dc),
 			api.WithURLCheck(pol.CheckURL),
 		}
+		aopts = append(aopts, testSendLimits(cfg, rdb, log)...)
 		if hidx != nil {
 			aopts = append(aopts, api.WithHistory(history.NewReader(hidx, js)))
 		}

@@ -45,10 +45,13 @@ func Parse(b []byte) (Input, error) {
 }
 
 // Decode reads one event strictly: unknown fields, trailing data and invalid
-// UTF-8 are refused. It does not validate the fields.
+// UTF-8 are refused. It does not validate the fields. An event may hold
+// megabytes of data: it is read in place, and Data is its only copy.
 func Decode(b []byte) (Input, error) {
 	var in Input
-	if err := strictjson.Decode(b, &in); err != nil {
+	if err := strictjson.Object(b, map[string]any{
+		"id": &in.ID, "type": &in.Type, "data": &in.Data, "endpoint_id": &in.EndpointID,
+	}); err != nil {
 		return Input{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return in, nil

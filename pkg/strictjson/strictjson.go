@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -27,6 +28,55 @@ func Decode(b []byte, v any) error {
 	// would let `{...}}` through.
 	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// Object decodes b, one JSON object, into the destinations named by its
+// keys in fields (pointers, as json.Unmarshal takes them), as strictly as
+// Decode: valid UTF-8, nothing after the object, and no key that fields
+// does not name (exactly: "Type" is not "type"). A key left out leaves its
+// destination as it is.
+//
+// Unlike Decode it reads b in place, never copying it into a decoder's
+// buffer (which grows by doubling): it is for bodies of megabytes, such as
+// events. A *json.RawMessage destination receives the value as sent in a
+// single copy of its bytes.
+func Object(b []byte, fields map[string]any) error {
+	if !utf8.Valid(b) {
+		return errors.New("the body is not valid UTF-8")
+	}
+	switch t := bytes.TrimLeft(b, " \t\r\n"); {
+	case len(t) == 0:
+		return errors.New("the body is empty; a JSON object is expected")
+	case t[0] != '{':
+		return errors.New("a JSON object is expected")
+	}
+	var values map[string]json.RawMessage
+	if err := json.Unmarshal(b, &values); err != nil {
+		return errors.New(describe(err))
+	}
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // the first unknown field named is always the same
+	for _, k := range keys {
+		dst, ok := fields[k]
+		if !ok {
+			return fmt.Errorf("unknown field %q (unknown fields are refused)", k)
+		}
+		if raw, ok := dst.(*json.RawMessage); ok {
+			*raw = values[k]
+			continue
+		}
+		if err := json.Unmarshal(values[k], dst); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) {
+				return fmt.Errorf("field %q must be a JSON %s", k, te.Type.String())
+			}
+			return errors.New(describe(err))
+		}
 	}
 	return nil
 }

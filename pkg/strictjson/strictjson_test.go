@@ -1,6 +1,11 @@
 package strictjson
 
-import "testing"
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
 
 func TestDecode(t *testing.T) {
 	type body struct {
@@ -26,5 +31,56 @@ func TestDecode(t *testing.T) {
 		if err := Decode([]byte(c.in), &b); (err == nil) != c.ok {
 			t.Errorf("Decode(%q) = %v, want ok=%v", c.in, err, c.ok)
 		}
+	}
+}
+
+func TestObject(t *testing.T) {
+	for _, c := range []struct {
+		in, err string // err: a part of the error, "" for none
+		name    string
+		data    string
+	}{
+		{in: `{"name":"x","data":{ "a" : 1 }}`, name: "x", data: `{ "a" : 1 }`},
+		{in: " \n{\"name\":\"x\"}\t", name: "x"},
+		{in: `{"name":null}`},
+		{in: `{"name":"x","name":"y"}`, name: "y"}, // the last one, as encoding/json
+		{in: ``, err: "empty"},
+		{in: ` `, err: "empty"},
+		{in: `[{"name":"x"}]`, err: "a JSON object is expected"},
+		{in: `null`, err: "a JSON object is expected"},
+		{in: `{"name":1}`, err: `field "name" must be a JSON string`},
+		{in: `{"name":"x","other":1}`, err: `unknown field "other"`},
+		{in: `{"Name":"x"}`, err: `unknown field "Name"`},
+		{in: `{"name":"x"}}`, err: "invalid JSON"},
+		{in: `{"name":"x"}]`, err: "invalid JSON"},
+		{in: `{"name":"x"} {"name":"y"}`, err: "invalid JSON"},
+		{in: `{"name":"x"} garbage`, err: "invalid JSON"},
+		{in: "{\"name\":\"\xff\"}", err: "UTF-8"},
+		{in: `{"name":`, err: "invalid JSON"},
+	} {
+		var name string
+		var data json.RawMessage
+		err := Object([]byte(c.in), map[string]any{"name": &name, "data": &data})
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("Object(%q) = %v", c.in, err)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("Object(%q) = %v, want an error with %q", c.in, err, c.err)
+		case c.err == "" && (name != c.name || string(data) != c.data):
+			t.Errorf("Object(%q): name %q data %s, want %q %s", c.in, name, data, c.name, c.data)
+		}
+	}
+}
+
+// A raw value is a copy: the body it came from may be reused.
+func TestObjectRawIsACopy(t *testing.T) {
+	b := []byte(`{"data":[1,2,3]}`)
+	var data json.RawMessage
+	if err := Object(b, map[string]any{"data": &data}); err != nil {
+		t.Fatal(err)
+	}
+	copy(b, bytes.Repeat([]byte("x"), len(b)))
+	if string(data) != `[1,2,3]` {
+		t.Fatalf("data %s after the body changed", data)
 	}
 }

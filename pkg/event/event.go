@@ -46,7 +46,8 @@ func Parse(b []byte) (Input, error) {
 
 // Decode reads one event strictly: unknown fields, trailing data and invalid
 // UTF-8 are refused. It does not validate the fields. An event may hold
-// megabytes of data: it is read in place, and Data is its only copy.
+// megabytes of data: it is read in place, and Data is a slice of b, not a
+// copy, so b must not change while the event is in use.
 func Decode(b []byte) (Input, error) {
 	var in Input
 	if err := strictjson.Object(b, map[string]any{

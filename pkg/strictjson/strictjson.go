@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -40,8 +41,8 @@ func Decode(b []byte, v any) error {
 //
 // Unlike Decode it reads b in place, never copying it into a decoder's
 // buffer (which grows by doubling): it is for bodies of megabytes, such as
-// events. A *json.RawMessage destination receives the value as sent in a
-// single copy of its bytes.
+// events. A *json.RawMessage destination receives the value as sent, as a
+// slice of b, not a copy: b must not change while it is in use.
 func Object(b []byte, fields map[string]any) error {
 	if !utf8.Valid(b) {
 		return errors.New("the body is not valid UTF-8")
@@ -52,8 +53,8 @@ func Object(b []byte, fields map[string]any) error {
 	case t[0] != '{':
 		return errors.New("a JSON object is expected")
 	}
-	var values map[string]json.RawMessage
-	if err := json.Unmarshal(b, &values); err != nil {
+	values, err := members(b)
+	if err != nil {
 		return errors.New(describe(err))
 	}
 	keys := make([]string, 0, len(values))
@@ -79,6 +80,48 @@ func Object(b []byte, fields map[string]any) error {
 		}
 	}
 	return nil
+}
+
+// members returns the members of the JSON object b, each value as sent.
+// encoding/json hands Unmarshal's input to UnmarshalJSON in place, so the
+// values are slices of b and a body of megabytes is not copied; should it
+// ever hand over a buffer of its own (which it could reuse), that is
+// noticed, and the values are copied instead.
+func members(b []byte) (map[string][]byte, error) {
+	var spans map[string]span
+	if err := json.Unmarshal(b, &spans); err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(spans))
+	for k, v := range spans {
+		if !within(b, v) {
+			var copies map[string]json.RawMessage
+			if err := json.Unmarshal(b, &copies); err != nil {
+				return nil, err
+			}
+			clear(out)
+			for k, v := range copies {
+				out[k] = v
+			}
+			return out, nil
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// span is a JSON value as encoding/json hands it to UnmarshalJSON.
+type span []byte
+
+func (s *span) UnmarshalJSON(p []byte) error { *s = p; return nil }
+
+// within reports whether p lies in b's memory.
+func within(b, p []byte) bool {
+	if len(p) == 0 || len(b) == 0 {
+		return false
+	}
+	bp, pp := reflect.ValueOf(b).Pointer(), reflect.ValueOf(p).Pointer()
+	return pp >= bp && pp+uintptr(len(p)) <= bp+uintptr(len(b))
 }
 
 func describe(err error) string {

@@ -105,6 +105,7 @@ type Server struct {
 	eventLimit  RateLimiter
 	testLimit   RateLimiter
 	endpoints   EndpointLimiter
+	inflight    budget
 }
 
 // Option configures a Server.
@@ -156,6 +157,19 @@ type RateLimiter interface {
 // is read; other tenants are unaffected.
 func WithEventRateLimit(l RateLimiter) Option { return func(s *Server) { s.eventLimit = l } }
 
+// WithMaxInflightEventBytes bounds the bytes of event bodies this process
+// holds at intake, from before they are read until they are stored
+// (default DefaultMaxInflightEventBytes; <= 0 keeps it). Over it, POST
+// /v1/events answers 503 with Retry-After at once, before reading the
+// body. A body larger than the bound is accepted when it is alone.
+func WithMaxInflightEventBytes(n int64) Option {
+	return func(s *Server) {
+		if n > 0 {
+			s.inflight.max = n
+		}
+	}
+}
+
 // WithTestSendRateLimit limits POST /v1/endpoints/{id}/test per tenant: a
 // tenant over its rate gets 429 with Retry-After and a problem document,
 // before anything is read or sent.
@@ -189,7 +203,8 @@ func WithLimiter(l EndpointLimiter) Option { return func(s *Server) { s.endpoint
 
 // New returns the API server.
 func New(st Store, pub Publisher, opts ...Option) *Server {
-	s := &Server{store: st, pub: pub, maxEvent: DefaultMaxEventBytes, log: zerolog.Nop(), mux: http.NewServeMux()}
+	s := &Server{store: st, pub: pub, maxEvent: DefaultMaxEventBytes, log: zerolog.Nop(), mux: http.NewServeMux(),
+		inflight: budget{max: DefaultMaxInflightEventBytes}}
 	s.keys.ttl = 5 * time.Second
 	for _, o := range opts {
 		o(s)

@@ -3,7 +3,6 @@ package api
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -17,6 +16,8 @@ import (
 // The limit (HERALD_MAX_EVENT_BYTES) applies to the event's data; the body
 // may be EventEnvelopeBytes larger for the rest of the JSON. Either limit
 // passed answers 413 with the data limit in "limit", and stores nothing.
+// While the process holds its bound of event bytes in flight, it answers
+// 503 with Retry-After before reading the body (see budget).
 func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	if s.eventLimit != nil {
 		if ok, wait := s.eventLimit.Allow(r.Context(), tenantOf(r)); !ok {
@@ -24,16 +25,20 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxEvent+EventEnvelopeBytes))
+	b, held, err := s.readEvent(r, s.maxEvent+EventEnvelopeBytes)
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		switch {
+		case errors.Is(err, errBusy):
+			s.busy(w, r)
+		case errors.As(err, &mbe):
 			s.eventTooLarge(w, r, fmt.Sprintf("the request body is larger than %d bytes", s.maxEvent+EventEnvelopeBytes))
-			return
+		default:
+			badRequest(w, r, "could not read the request body")
 		}
-		badRequest(w, r, "could not read the request body")
 		return
 	}
+	defer s.inflight.give(held) // once stored, or refused
 	in, err := event.Parse(b)
 	if err != nil {
 		if errors.Is(err, event.ErrMalformed) {
@@ -72,6 +77,17 @@ func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request, wait time.D
 	secs := retryAfter(w, wait)
 	writeProblem(w, r, Problem{Type: problemBase + "rate-limited", Title: "Too many requests", Status: http.StatusTooManyRequests,
 		Detail: fmt.Sprintf("this tenant sends more than %d events per second (HERALD_TENANT_EVENTS_PER_SECOND); retry after %d s with the same id", s.eventLimit.Rate(), secs)})
+}
+
+// busy answers 503: this process holds its bound of event bytes already.
+// The body was not read; another replica, or this one a moment later, can
+// take the event.
+func (s *Server) busy(w http.ResponseWriter, r *http.Request) {
+	busyRefusals.Inc()
+	secs := retryAfter(w, time.Second)
+	writeProblem(w, r, Problem{Type: problemBase + "busy", Title: "Intake busy", Status: http.StatusServiceUnavailable,
+		Detail: fmt.Sprintf("this process is receiving %d bytes of events already (HERALD_MAX_INFLIGHT_EVENT_BYTES); nothing was stored: retry after %d s with the same id",
+			s.inflight.max, secs)})
 }
 
 // eventTooLarge answers 413 for an event over the limit.

@@ -79,6 +79,11 @@ type Config struct {
 	// MaxEventBytes is the largest event data accepted, over HTTP and from
 	// NATS producers' stored bodies; an HTTP body may add 64 KiB of JSON.
 	MaxEventBytes int64
+	// MaxInflightEventBytes bounds the event bodies one process holds at
+	// intake, from before they are read until they are stored
+	// (HERALD_MAX_INFLIGHT_EVENT_BYTES); over it, POST /v1/events answers
+	// 503 with Retry-After.
+	MaxInflightEventBytes int64
 	// InlinePayloadBytes is the largest event data kept inside the event
 	// message; larger data goes to the payload object store.
 	InlinePayloadBytes int
@@ -198,6 +203,11 @@ func FromEnv(def Config) (Config, error) {
 	num("HERALD_MAX_EVENT_BYTES", &maxEvent)
 	if maxEvent > 0 {
 		c.MaxEventBytes = int64(maxEvent)
+	}
+	var inflight int
+	num("HERALD_MAX_INFLIGHT_EVENT_BYTES", &inflight)
+	if inflight > 0 {
+		c.MaxInflightEventBytes = int64(inflight)
 	}
 	num("HERALD_INLINE_PAYLOAD_BYTES", &c.InlinePayloadBytes)
 	var cacheBytes int
@@ -351,6 +361,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxEventBytes <= 0 {
 		c.MaxEventBytes = api.DefaultMaxEventBytes
+	}
+	if c.MaxInflightEventBytes <= 0 {
+		c.MaxInflightEventBytes = api.DefaultMaxInflightEventBytes
 	}
 	if c.InlinePayloadBytes <= 0 {
 		c.InlinePayloadBytes = payload.DefaultInlineBytes

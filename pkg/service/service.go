@@ -315,6 +315,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 			api.WithAdminToken(token),
 			api.WithInvalidator(c),
 			api.WithMaxEventBytes(cfg.MaxEventBytes),
+			api.WithMaxInflightEventBytes(cfg.MaxInflightEventBytes),
 			api.WithLogger(log.With().Str("component", "api").Logger()),
 			api.WithDeliverClient(dc),
 			api.WithURLCheck(pol.CheckURL),

@@ -24,6 +24,7 @@ const (
 	StreamDLQ        = "DLQ"
 	StreamAttempts   = "ATTEMPTS"
 	StreamRetries    = "RETRIES"
+	StreamHeld       = "HELD"
 )
 
 // Durable consumer names. Every replica of a role shares its role's consumer.
@@ -44,6 +45,8 @@ const (
 	// the job on DuePrefix, from where DELIVERIES sources it back.
 	RetryPrefix = "herald.retry."
 	DuePrefix   = "herald.due."
+	// HeldPrefix holds the jobs of paused endpoints (package hold).
+	HeldPrefix = "herald.held."
 )
 
 // HeaderEncoding marks messages Herald encoded itself as protobuf; messages
@@ -84,6 +87,10 @@ func DeliverySubject(tenant, endpoint string) string {
 
 // DLQSubject is where a dead-lettered job for one endpoint is kept.
 func DLQSubject(tenant, endpoint string) string { return DLQPrefix + tenant + "." + endpoint }
+
+// HeldSubject is where the jobs of a paused endpoint wait, in arrival
+// order, until it is resumed.
+func HeldSubject(tenant, endpoint string) string { return HeldPrefix + tenant + "." + endpoint }
 
 // AttemptSubject is where attempt records of one endpoint are kept.
 func AttemptSubject(tenant, endpoint string) string {
@@ -221,6 +228,18 @@ func (c Config) Streams() []jetstream.StreamConfig {
 			Storage:     jetstream.FileStorage,
 			Replicas:    c.Replicas,
 			Duplicates:  c.DuplicateWindow,
+		},
+		{
+			Name:        StreamHeld,
+			Description: "Jobs of paused endpoints, in arrival order, until resumed",
+			Subjects:    []string{HeldPrefix + ">"},
+			Retention:   jetstream.LimitsPolicy,
+			// Held no longer than their events are kept: a pause is a
+			// break, not an archive.
+			MaxAge:     c.EventsMaxAge,
+			Storage:    jetstream.FileStorage,
+			Replicas:   c.Replicas,
+			Duplicates: c.DuplicateWindow,
 		},
 		{
 			Name:        StreamAttempts,

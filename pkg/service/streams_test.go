@@ -59,7 +59,7 @@ func TestStreamKeeperRecreatesMissing(t *testing.T) {
 		t.Fatalf("payload bucket not recreated: %v", err)
 	}
 	// Then everything.
-	for _, name := range []string{bus.StreamEvents, bus.StreamDeliveries, bus.StreamPayloadRefs} {
+	for _, name := range []string{bus.StreamEvents, bus.StreamDeliveries, bus.StreamHeld, bus.StreamPayloadRefs} {
 		if err := js.DeleteStream(ctx, name); err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +71,7 @@ func TestStreamKeeperRecreatesMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	k.check(ctx)
-	for _, name := range []string{bus.StreamEvents, bus.StreamDeliveries, "KV_" + store.Bucket, "OBJ_" + bus.PayloadBucket, bus.StreamPayloadRefs} {
+	for _, name := range []string{bus.StreamEvents, bus.StreamDeliveries, bus.StreamHeld, "KV_" + store.Bucket, "OBJ_" + bus.PayloadBucket, bus.StreamPayloadRefs} {
 		if _, err := js.Stream(ctx, name); err != nil {
 			t.Errorf("stream %s not recreated: %v", name, err)
 		}

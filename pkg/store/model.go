@@ -71,6 +71,48 @@ type Endpoint struct {
 	UpdatedAt      time.Time `json:"updated_at"`
 }
 
+// Endpoint states, as the API shows them in "status".
+const (
+	// StatusActive: deliveries are sent.
+	StatusActive = "active"
+	// StatusPaused: deliveries are held, in arrival order, and sent when
+	// the endpoint is active again (package hold).
+	StatusPaused = "paused"
+	// StatusDisabled: deliveries are not sent; each is recorded in the DLQ
+	// as skipped, so recover brings them back once it is enabled.
+	StatusDisabled = "disabled"
+)
+
+// Status is the endpoint's state. Disabled wins over paused: a paused
+// endpoint that is then disabled skips what it would have held.
+func (e *Endpoint) Status() string {
+	switch {
+	case !e.Enabled:
+		return StatusDisabled
+	case e.Paused:
+		return StatusPaused
+	default:
+		return StatusActive
+	}
+}
+
+// SetStatus puts the endpoint in state st (one of the Status constants).
+// Leaving disabled, or being disabled by a person, clears DisabledReason,
+// which only says why Herald disabled it by itself.
+func (e *Endpoint) SetStatus(st string) {
+	e.Enabled, e.Paused = st != StatusDisabled, st == StatusPaused
+	e.DisabledReason = ""
+}
+
+// SkipReason is the reason recorded with a delivery skipped because the
+// endpoint is disabled.
+func (e *Endpoint) SkipReason() string {
+	if e.DisabledReason == "" {
+		return "endpoint disabled"
+	}
+	return "endpoint disabled (" + e.DisabledReason + ")"
+}
+
 // Limits and defaults of the endpoint model.
 const (
 	DefaultMaxAttempts = 5

@@ -31,7 +31,7 @@ var opsEndpoints = staticEndpoints{
 func TestMatchesOperationalOnlyExplicitly(t *testing.T) {
 	want := map[string][]string{
 		ops.EndpointDisabled:         {"ep_disabled"},
-		ops.EndpointRecovered:        nil, // ep_off names it but is disabled
+		ops.EndpointRecovered:        {"ep_off"}, // disabled: routed, then recorded as skipped
 		ops.MessageAttemptsExhausted: {"ep_exhausted"},
 		"endpoint.created":           {"ep_all", "ep_prefix", "ep_disabled"},
 		"message.attempt.failed":     {"ep_all", "ep_prefix", "ep_disabled"},
@@ -103,6 +103,7 @@ func TestRouterRoutesOperationalEventsOnlyToExplicitSubscribers(t *testing.T) {
 	}
 	want := map[string][]string{
 		ops.EndpointDisabled:         {"ep_disabled"},
+		ops.EndpointRecovered:        {"ep_off"}, // disabled: the sender records it as skipped
 		ops.MessageAttemptsExhausted: {"ep_exhausted"},
 		"endpoint.created":           {"ep_all", "ep_prefix", "ep_disabled"},
 	}

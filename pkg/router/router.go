@@ -343,17 +343,16 @@ func (r *Router) route(ctx context.Context, ev *heraldv1.Event, seq uint64) (int
 	return len(futures), nil
 }
 
-// Matches reports whether ep should receive ev: it is enabled, and either
-// the event names it, or names no endpoint and ep subscribes to its type.
+// Matches reports whether ep should receive ev: the event names it, or
+// names no endpoint and ep subscribes to its type. A disabled endpoint
+// matches too: its job is recorded by the sender as skipped, so the
+// event's status says so and recover brings it back once it is enabled.
 //
 // Herald's own operational events (ops.IsOps) reach only endpoints that
 // name their type exactly: "*" and "prefix.*" never match them. Otherwise
 // an endpoint subscribed to everything got, on failing, events about its
 // own failures, and every catch-all receiver got types it never asked for.
 func Matches(ep *store.Endpoint, ev *heraldv1.Event) bool {
-	if !ep.Enabled {
-		return false
-	}
 	if ev.EndpointId != "" {
 		return ev.EndpointId == ep.ID
 	}

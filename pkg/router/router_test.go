@@ -92,8 +92,8 @@ func TestRouterCrashBetweenJobsAndAckMakesNoDuplicateJobs(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("router A did not store the jobs")
 	}
-	if got := streamMsgs(t, js, bus.StreamDeliveries); got != 2 {
-		t.Fatalf("jobs stored by router A = %d, want 2 (ep_a, ep_b)", got)
+	if got := streamMsgs(t, js, bus.StreamDeliveries); got != 3 {
+		t.Fatalf("jobs stored by router A = %d, want 3 (ep_a, ep_b, and ep_d: disabled, recorded as skipped)", got)
 	}
 	ncA.Close()
 	stopA()
@@ -117,8 +117,8 @@ func TestRouterCrashBetweenJobsAndAckMakesNoDuplicateJobs(t *testing.T) {
 		info, err := c.Info(ctx)
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
 	}, "router B did not ack the event")
-	if got := streamMsgs(t, js, bus.StreamDeliveries); got != 2 {
-		t.Fatalf("jobs after the redelivery = %d, want still 2", got)
+	if got := streamMsgs(t, js, bus.StreamDeliveries); got != 3 {
+		t.Fatalf("jobs after the redelivery = %d, want still 3", got)
 	}
 	close(release)
 	<-doneA
@@ -134,10 +134,10 @@ func TestMatches(t *testing.T) {
 		{eps[0], ev, true},
 		{eps[1], ev, true},
 		{eps[2], ev, false},
-		{eps[3], ev, false}, // disabled
+		{eps[3], ev, true}, // disabled: routed, the sender records it as skipped
 		{eps[2], &heraldv1.Event{Type: "post.published", EndpointId: "ep_c"}, true},  // named: filter ignored
 		{eps[0], &heraldv1.Event{Type: "post.published", EndpointId: "ep_c"}, false}, // named another
-		{eps[3], &heraldv1.Event{Type: "post.published", EndpointId: "ep_d"}, false}, // named but disabled
+		{eps[3], &heraldv1.Event{Type: "post.published", EndpointId: "ep_d"}, true},  // named and disabled: skipped later
 	} {
 		if got := Matches(&c.ep, c.ev); got != c.want {
 			t.Errorf("Matches(%s, %+v) = %v, want %v", c.ep.ID, c.ev, got, c.want)

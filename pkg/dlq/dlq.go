@@ -229,6 +229,10 @@ type Entry struct {
 	Event      EventView `json:"event"`
 	Reason     string    `json:"reason"`
 	DeadAt     time.Time `json:"dead_at"`
+	// Skipped is true when no attempt was made because the endpoint was
+	// disabled: the delivery was recorded here so that recover, once the
+	// endpoint is enabled again, brings it back.
+	Skipped bool `json:"skipped"`
 	// Attempts are the outcomes the sender recorded with the dead letter.
 	Attempts []AttemptView `json:"attempts"`
 	// ReplayID is set when the job that died was itself a replay.
@@ -269,7 +273,7 @@ func entryOf(seq uint64, dl *heraldv1.DeadLetter) Entry {
 	ev := job.GetEvent()
 	e := Entry{
 		ID: seq, EndpointID: job.GetEndpointId(), JobID: job.GetId(), Reason: dl.GetReason(),
-		DeadAt: time.UnixMilli(dl.GetDeadAtUnixMs()).UTC(), ReplayID: job.GetReplayId(),
+		DeadAt: time.UnixMilli(dl.GetDeadAtUnixMs()).UTC(), ReplayID: job.GetReplayId(), Skipped: dl.GetSkipped(),
 		Event: EventView{
 			ID: ev.GetId(), Type: ev.GetType(), EndpointID: ev.GetEndpointId(),
 			AcceptedAt: time.UnixMilli(ev.GetAcceptedAtUnixMs()).UTC(), Data: rawJSON(ev.GetData()),

@@ -760,3 +760,83 @@ func TestReplayRequestValidation(t *testing.T) {
 		t.Errorf("cursor round trip: %d, %v", n, err)
 	}
 }
+
+// TestSkippedListedAndRecovered: deliveries skipped while their endpoint
+// was disabled are listed with the skipped flag, and recover since a time
+// brings back exactly those (and the dead ones) recorded since then, once
+// the endpoint is enabled again.
+func TestSkippedListedAndRecovered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tn := e.tenant("skips")
+	ep := e.endpoint(tn, []string{"*"}, false)
+	since := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	old := e.skipped(tn, ep, "old", since.Add(-time.Second))
+	s1 := e.skipped(tn, ep, "s1", since.Add(time.Second))
+	d1 := e.dead(tn, ep, "d1", "post.published", since.Add(2*time.Second))
+	s2 := e.skipped(tn, ep, "s2", since.Add(3*time.Second))
+	svc, _ := e.service()
+
+	p, err := svc.List(e.ctx, tn, Query{Filter: Filter{EndpointID: ep}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags []bool
+	for _, en := range p.Data {
+		flags = append(flags, en.Skipped)
+	}
+	if !slices.Equal(ids(p), []uint64{old, s1, d1, s2}) || !slices.Equal(flags, []bool{true, true, false, true}) {
+		t.Fatalf("listed %v skipped %v, want [%d %d %d %d] skipped [true true false true]", ids(p), flags, old, s1, d1, s2)
+	}
+	if p.Data[1].Reason != "endpoint disabled (test)" || len(p.Data[1].Attempts) != 0 {
+		t.Fatalf("skipped entry reason %q with %d attempts", p.Data[1].Reason, len(p.Data[1].Attempts))
+	}
+
+	if _, err := svc.Recover(e.ctx, tn, ep, since, time.Time{}, 0); !errors.Is(err, ErrEndpointDisabled) {
+		t.Fatalf("recover while disabled: %v, want ErrEndpointDisabled", err)
+	}
+	if _, err := e.st.UpdateEndpoint(e.ctx, tn, ep, func(x *store.Endpoint) error { x.SetStatus(store.StatusActive); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	r, err := svc.Recover(e.ctx, tn, ep, since, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = e.waitDone(svc, tn, r.ID, 10*time.Second)
+	if r.State != StateDone || r.Total != 3 || r.Replayed != 3 {
+		t.Fatalf("recover %+v, want done with 3 replayed", r)
+	}
+	var events []string
+	for _, d := range e.deliveries() {
+		events = append(events, d.job.Event.Id)
+		if d.job.ReplayId != r.ID || d.job.PriorAttempts != 0 {
+			t.Errorf("recovered job %s: replay %q prior %d", d.job.Event.Id, d.job.ReplayId, d.job.PriorAttempts)
+		}
+	}
+	if !slices.Equal(events, []string{"s1", "d1", "s2"}) {
+		t.Fatalf("recovered %v, want [s1 d1 s2]", events)
+	}
+	if left := e.inDLQ(); len(left) != 1 || !left[old] {
+		t.Fatalf("left in the DLQ %v, want only %d (before since)", left, old)
+	}
+}
+
+// skipped stores a dead letter as the sender does for a job whose endpoint
+// is disabled: no attempt, marked skipped.
+func (e *env) skipped(tenant, ep, eventID string, at time.Time) uint64 {
+	e.t.Helper()
+	job := &heraldv1.DeliveryJob{
+		Id: event.JobID(tenant, eventID, ep), TenantId: tenant, EndpointId: ep,
+		Event: &heraldv1.Event{Id: eventID, TenantId: tenant, Type: "post.published", Data: []byte(`{"n":1}`), AcceptedAtUnixMs: at.UnixMilli()},
+	}
+	b, err := proto.Marshal(&heraldv1.DeadLetter{Job: job, Reason: "endpoint disabled (test)", DeadAtUnixMs: at.UnixMilli(), Skipped: true})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ack, err := e.js.PublishMsg(e.ctx, &nats.Msg{Subject: bus.DLQSubject(tenant, ep), Data: b},
+		jetstream.WithMsgID(fmt.Sprintf("dead:%s::0:%d", job.Id, at.UnixNano())))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ack.Sequence
+}

@@ -147,7 +147,10 @@ func (s *Service) Resend(ctx context.Context, tenant, eventID, endpointID string
 			return Resent{}, fmt.Errorf("endpoints: %w", err)
 		}
 		for i := range eps {
-			if router.Matches(&eps[i], ev) {
+			// Disabled endpoints match (their deliveries are recorded as
+			// skipped) but a resend is a new request: it goes only where
+			// it can be delivered.
+			if eps[i].Enabled && router.Matches(&eps[i], ev) {
 				targets = append(targets, eps[i])
 			}
 		}

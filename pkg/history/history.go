@@ -62,6 +62,11 @@ const (
 	StateDelivered = "delivered"
 	StateRetrying  = "retrying"
 	StateDead      = "dead"
+	// StateSkipped: not attempted because the endpoint was disabled;
+	// recorded in the DLQ, from where recover brings it back.
+	StateSkipped = "skipped"
+	// StateHeld: the endpoint is paused; sent when it is resumed.
+	StateHeld = "held"
 )
 
 // Attempt is one HTTP attempt as the history shows it.
@@ -86,7 +91,7 @@ type Attempt struct {
 
 // DeadLetter is a job that went to the DLQ, as the history shows it. A job
 // dead-lettered without an HTTP attempt (its endpoint was disabled) has
-// only this.
+// only this, marked Skipped.
 type DeadLetter struct {
 	EndpointID string    `json:"endpoint_id"`
 	EventID    string    `json:"event_id"`
@@ -94,6 +99,7 @@ type DeadLetter struct {
 	ReplayID   string    `json:"replay_id,omitempty"`
 	Reason     string    `json:"reason"`
 	At         time.Time `json:"at"`
+	Skipped    bool      `json:"skipped,omitempty"`
 }
 
 // EventRecord is where an event is stored in EVENTS, so its body can be
@@ -160,7 +166,7 @@ func deadFromProto(d *heraldv1.DeadLetter) (tenant string, v DeadLetter, ok bool
 	}
 	return j.TenantId, DeadLetter{
 		EndpointID: j.EndpointId, EventID: j.Event.Id, JobID: j.Id, ReplayID: j.ReplayId,
-		Reason: d.Reason, At: time.UnixMilli(d.DeadAtUnixMs).UTC(),
+		Reason: d.Reason, At: time.UnixMilli(d.DeadAtUnixMs).UTC(), Skipped: d.Skipped,
 	}, true
 }
 

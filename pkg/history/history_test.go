@@ -191,7 +191,7 @@ func TestEventStatesPerEndpoint(t *testing.T) {
 		}
 		// dead-lettered without an attempt (endpoint disabled)
 		job2 := &heraldv1.DeliveryJob{Id: "job_x", TenantId: "tn_1", EndpointId: "ep_off", Event: &heraldv1.Event{Id: "ev-1", TenantId: "tn_1", Type: "post.published"}}
-		dl2, _ := proto.Marshal(&heraldv1.DeadLetter{Job: job2, Reason: "endpoint is disabled", DeadAtUnixMs: now.UnixMilli()})
+		dl2, _ := proto.Marshal(&heraldv1.DeadLetter{Job: job2, Reason: "endpoint disabled (endpoint answered 410 Gone)", DeadAtUnixMs: now.UnixMilli(), Skipped: true})
 		if _, err := js.Publish(ctx, bus.DLQSubject("tn_1", "ep_off"), dl2); err != nil {
 			t.Fatal(err)
 		}
@@ -218,7 +218,7 @@ func TestEventStatesPerEndpoint(t *testing.T) {
 		for _, d := range history.Deliveries(ev, eps) {
 			got[d.EndpointID] = d
 		}
-		for ep, want := range map[string]string{"ep_ok": "delivered", "ep_retry": "retrying", "ep_dead": "dead", "ep_off": "dead", "ep_pending": "pending"} {
+		for ep, want := range map[string]string{"ep_ok": "delivered", "ep_retry": "retrying", "ep_dead": "dead", "ep_off": "skipped", "ep_pending": "pending"} {
 			if got[ep].State != want {
 				t.Errorf("%s: state %q, want %q", ep, got[ep].State, want)
 			}
@@ -226,7 +226,8 @@ func TestEventStatesPerEndpoint(t *testing.T) {
 		if len(got) != 5 {
 			t.Errorf("deliveries %v, want 5 endpoints (not ep_other, not ep_new)", got)
 		}
-		if got["ep_retry"].NextAttemptAt == nil || got["ep_dead"].Reason != "gave up after 1 attempts" || len(got["ep_ok"].Attempts) != 2 {
+		if got["ep_retry"].NextAttemptAt == nil || got["ep_dead"].Reason != "gave up after 1 attempts" || len(got["ep_ok"].Attempts) != 2 ||
+			got["ep_off"].Reason != "endpoint disabled (endpoint answered 410 Gone)" {
 			t.Errorf("details: %+v", got)
 		}
 		if _, err := r.Event(ctx, "tn_2", "ev-1"); err != history.ErrNotFound {
@@ -270,4 +271,56 @@ func TestIndexRebuiltAfterRedisFlush(t *testing.T) {
 	publishAttempt(t, js, attempt("tn_1", "ep_1", "during", 1, now.Add(time.Second), 200))
 	proc.Start()
 	testenv.Eventually(t, 20*time.Second, func() bool { return count() == 21 }, "index not rebuilt after a restart")
+}
+
+// TestDeliveriesWithoutRecord: what an endpoint with no attempt and no dead
+// letter shows depends on whether its current configuration is the one the
+// event was routed with, and on its state now. Nothing is pending that
+// will not be attempted.
+func TestDeliveriesWithoutRecord(t *testing.T) {
+	accepted := time.Now().Add(-time.Minute)
+	before, after := accepted.Add(-time.Hour), accepted.Add(time.Second)
+	ev := history.Event{ID: "ev-1", Type: "post.published", AcceptedAt: accepted, DeadLetters: []history.DeadLetter{
+		{EndpointID: "ep_skipped", EventID: "ev-1", Reason: "endpoint disabled", At: after, Skipped: true},
+		{EndpointID: "ep_dead", EventID: "ev-1", Reason: "gave up after 5 attempts", At: after},
+	}}
+	ep := func(id, status string, created, updated time.Time, events ...string) store.Endpoint {
+		e := store.Endpoint{ID: id, Events: events, CreatedAt: created, UpdatedAt: updated}
+		e.SetStatus(status)
+		return e
+	}
+	eps := []store.Endpoint{
+		ep("ep_pending", store.StatusActive, before, before, "post.*"),
+		ep("ep_changed", store.StatusActive, before, after, "post.*"),         // filter may have changed: left out
+		ep("ep_paused", store.StatusPaused, before, after, "*"),               // paused after the event: held
+		ep("ep_paused_before", store.StatusPaused, before, before, "*"),       // paused before it: held
+		ep("ep_disabled", store.StatusDisabled, before, before, "*"),          // skipped, once recorded
+		ep("ep_skipped", store.StatusDisabled, before, after, "*"),            // recorded: skipped
+		ep("ep_dead", store.StatusActive, before, before, "*"),                // recorded: dead
+		ep("ep_paused_other", store.StatusPaused, before, before, "member.*"), // does not match
+		ep("ep_new", store.StatusActive, after, after, "*"),                   // created after the event
+	}
+	got := map[string]history.Delivery{}
+	for _, d := range history.Deliveries(ev, eps) {
+		got[d.EndpointID] = d
+	}
+	want := map[string]string{"ep_pending": "pending", "ep_paused": "held", "ep_paused_before": "held", "ep_skipped": "skipped", "ep_dead": "dead"}
+	if len(got) != len(want) {
+		t.Errorf("deliveries for %d endpoints, want %d: %v", len(got), len(want), got)
+	}
+	for id, state := range want {
+		if got[id].State != state {
+			t.Errorf("%s: state %q, want %q", id, got[id].State, state)
+		}
+	}
+	if got["ep_skipped"].Reason != "endpoint disabled" || got["ep_dead"].Reason != "gave up after 5 attempts" {
+		t.Errorf("reasons: skipped %q, dead %q", got["ep_skipped"].Reason, got["ep_dead"].Reason)
+	}
+	// A skipped delivery recovered later: its new attempt decides.
+	ev.Attempts = []history.Attempt{{EndpointID: "ep_skipped", EventID: "ev-1", Number: 1, At: after.Add(time.Second), State: history.StateDelivered}}
+	for _, d := range history.Deliveries(ev, eps) {
+		if d.EndpointID == "ep_skipped" && d.State != history.StateDelivered {
+			t.Errorf("recovered skipped delivery: state %q, want delivered", d.State)
+		}
+	}
 }

@@ -144,8 +144,10 @@ func (r *Reader) Record(ctx context.Context, a *heraldv1.Attempt) error {
 // Delivery is the state of an event at one endpoint.
 type Delivery struct {
 	EndpointID string `json:"endpoint_id"`
-	// State is pending (no attempt yet), delivered, retrying (see
-	// NextAttemptAt) or dead (see Reason; replayable from the DLQ).
+	// State is pending (routed, no attempt yet), held (the endpoint is
+	// paused), delivered, retrying (see NextAttemptAt), dead (see Reason;
+	// replayable from the DLQ) or skipped (the endpoint was disabled; see
+	// Reason; recover brings it back).
 	State         string     `json:"state"`
 	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
 	Reason        string     `json:"reason,omitempty"`
@@ -153,10 +155,14 @@ type Delivery struct {
 }
 
 // Deliveries works out, per endpoint, what became of an event: the latest
-// attempt or dead letter decides, and endpoints of the current
-// configuration that match the event (router.Matches) but have neither are
-// pending. Endpoints created after the event was accepted are left out:
-// they were not there to be routed to.
+// attempt or dead letter decides. An endpoint with neither that matches
+// the event (router.Matches) and existed when it was accepted is held if
+// it is paused now (the sender holds its job, or will), and pending if it
+// is active and unchanged since the event was accepted: only then is the
+// current configuration the one the event was routed with. Any other is
+// left out rather than shown pending for a delivery that may never happen
+// (its filter changed, or it is disabled: the sender records those as
+// skipped moments later).
 func Deliveries(ev Event, endpoints []store.Endpoint) []Delivery {
 	byEP := map[string]*Delivery{}
 	var order []string
@@ -189,13 +195,22 @@ func Deliveries(ev Event, endpoints []store.Endpoint) []Delivery {
 		if !dl.At.Before(last[dl.EndpointID]) {
 			last[dl.EndpointID] = dl.At
 			d.State, d.NextAttemptAt, d.Reason = StateDead, nil, dl.Reason
+			if dl.Skipped {
+				d.State = StateSkipped
+			}
 		}
 	}
 	if ev.Type != "" && !ev.AcceptedAt.IsZero() {
 		probe := &heraldv1.Event{Type: ev.Type, EndpointId: ev.EndpointID}
 		for i := range endpoints {
 			ep := &endpoints[i]
-			if byEP[ep.ID] == nil && router.Matches(ep, probe) && !ep.CreatedAt.After(ev.AcceptedAt) {
+			if byEP[ep.ID] != nil || !router.Matches(ep, probe) || ep.CreatedAt.After(ev.AcceptedAt) {
+				continue
+			}
+			switch {
+			case ep.Status() == store.StatusPaused:
+				get(ep.ID).State = StateHeld
+			case ep.Status() == store.StatusActive && !ep.UpdatedAt.After(ev.AcceptedAt):
 				get(ep.ID).State = StatePending
 			}
 		}

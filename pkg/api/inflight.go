@@ -34,19 +34,28 @@ var (
 // to 1.6 GB, since each body is read, decoded, compressed and published,
 // several copies at a time. Bytes are taken before they are read and given
 // back once the event is stored (or refused); a request that finds the
-// budget spent is refused at once, before its body is read.
+// budget spent is refused at once, before its body is read. Large bodies
+// may use seven eighths of it, small ones all of it.
 type budget struct {
 	max  int64
 	used atomic.Int64
 }
 
-// take takes n bytes if they fit. A body larger than the whole budget is
-// let through when nothing else is held, so that every event the size
-// limit allows can be accepted.
-func (b *budget) take(n int64) bool {
+// smallEvent is the largest take that may use the budget's last eighth:
+// kept for small events, so that a burst of large ones does not stop them.
+const smallEvent = 64 << 10
+
+// take takes n more bytes for a body that holds held already, if they
+// fit. A body larger than the whole budget is let through when nothing
+// else is held, so that every event the size limit allows can be accepted.
+func (b *budget) take(n, held int64) bool {
+	limit := b.max
+	if n > smallEvent {
+		limit -= b.max / 8
+	}
 	for {
 		used := b.used.Load()
-		if used+n > b.max && used > 0 {
+		if used+n > limit && used > held {
 			return false
 		}
 		if b.used.CompareAndSwap(used, used+n) {
@@ -76,7 +85,7 @@ var errBusy = errors.New("intake busy")
 func (s *Server) readEvent(r *http.Request, limit int64) (body []byte, held int64, err error) {
 	if r.ContentLength >= 0 {
 		n := r.ContentLength // within the limit: handle refused larger ones
-		if !s.inflight.take(n) {
+		if !s.inflight.take(n, 0) {
 			return nil, 0, errBusy
 		}
 		body = make([]byte, n)
@@ -94,7 +103,7 @@ func (s *Server) readEvent(r *http.Request, limit int64) (body []byte, held int6
 			// MaxBytesReader stops).
 			size := min(max(2*int64(cap(body)), readChunk), limit+1)
 			more := size - int64(cap(body))
-			if !s.inflight.take(more) {
+			if !s.inflight.take(more, held) {
 				s.inflight.give(held)
 				return nil, 0, errBusy
 			}

@@ -483,9 +483,28 @@ func TestMgmtTestSend(t *testing.T) {
 		v = m.call("GET", "/v1/endpoints/"+id+"/attempts", auth, nil).ok(t, 200)
 		return len(v["data"].([]any)) == 4
 	}, "test attempts not in the history")
-	first := v["data"].([]any)[0].(map[string]any)
-	if first["test"] != true || first["response_status"] != float64(500) || first["response_body"] != "boom" {
-		t.Fatalf("newest attempt %v", first)
+	// Newest first; the failing send was the last. Two sends in the same
+	// millisecond may list in either order, so find it among those that
+	// share the newest time.
+	data := v["data"].([]any)
+	newest := data[0].(map[string]any)["at"]
+	var last map[string]any
+	for i, a := range data {
+		a := a.(map[string]any)
+		if a["test"] != true {
+			t.Fatalf("attempt %d not marked test: %v", i, a)
+		}
+		at, _ := time.Parse(time.RFC3339Nano, a["at"].(string))
+		prev, _ := time.Parse(time.RFC3339Nano, data[max(i-1, 0)].(map[string]any)["at"].(string))
+		if at.After(prev) {
+			t.Fatalf("attempts not newest first: %v", data)
+		}
+		if a["response_status"] == float64(500) {
+			last = a
+		}
+	}
+	if last == nil || last["at"] != newest || last["response_body"] != "boom" {
+		t.Fatalf("the failing send is not the newest attempt: %v", data)
 	}
 	failed := m.call("GET", "/v1/endpoints/"+id+"/attempts?status=failed", auth, nil).ok(t, 200)
 	if len(failed["data"].([]any)) != 1 {

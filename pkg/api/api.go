@@ -105,6 +105,7 @@ type Server struct {
 	eventLimit  RateLimiter
 	testLimit   RateLimiter
 	endpoints   EndpointLimiter
+	backlogs    Backlogs
 	inflight    budget
 }
 

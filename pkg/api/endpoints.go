@@ -26,6 +26,8 @@ type endpointInput struct {
 	PayloadFormat *string            `json:"payload_format"`
 	Secret        *string            `json:"secret"`
 	Enabled       *bool              `json:"enabled"`
+	Paused        *bool              `json:"paused"`
+	Status        *string            `json:"status"`
 	MaxAttempts   *int               `json:"max_attempts"`
 	TimeoutMS     *int               `json:"timeout_ms"`
 	RateLimit     *int               `json:"rate_limit"`
@@ -38,7 +40,17 @@ func set[T any](dst *T, src *T) {
 	}
 }
 
-// apply copies the fields present in in onto e.
+// check reports what is wrong with the request itself, before the stored
+// endpoint is read: conflicting state fields, header values copied from a
+// listing's masks.
+func (in *endpointInput) check() error {
+	var errs valid.Errors
+	in.state(&errs)
+	checkNotMasked(&errs, in.Headers)
+	return errs.Err()
+}
+
+// apply copies the fields present in in onto e (check passed).
 func (in *endpointInput) apply(e *store.Endpoint) {
 	set(&e.Name, in.Name)
 	set(&e.Description, in.Description)
@@ -52,12 +64,8 @@ func (in *endpointInput) apply(e *store.Endpoint) {
 	}
 	set(&e.PayloadFormat, in.PayloadFormat)
 	set(&e.Secret, in.Secret)
-	if in.Enabled != nil {
-		e.Enabled = *in.Enabled
-		if e.Enabled {
-			e.DisabledReason = ""
-		}
-	}
+	var ignored valid.Errors // check reported them
+	in.state(&ignored).apply(e, in)
 	set(&e.MaxAttempts, in.MaxAttempts)
 	set(&e.TimeoutMS, in.TimeoutMS)
 	// An explicit 0 is out of range, not a request for the default: keep
@@ -72,8 +80,12 @@ func (in *endpointInput) apply(e *store.Endpoint) {
 	set(&e.Metadata, in.Metadata)
 }
 
-// endpointView is an endpoint as the API shows it. The secret is shown to
-// the tenant that owns it (a settings page reveals it), never old secrets.
+// endpointView is an endpoint as the API shows it. One endpoint's own views
+// (create, read, change) show the tenant that owns it its symmetric secret
+// and its custom header values, as a settings page reveals them; listings
+// show neither, header values masked. An ed25519 endpoint's private key is
+// never shown, not even on create: public_key is what receivers need.
+// Old secrets are never shown.
 type endpointView struct {
 	ID             string            `json:"id"`
 	Name           string            `json:"name"`
@@ -86,8 +98,11 @@ type endpointView struct {
 	Signature      sign.Scheme       `json:"signature"`
 	PayloadFormat  string            `json:"payload_format"`
 	Secret         string            `json:"secret,omitempty"`
+	PublicKey      string            `json:"public_key,omitempty"`
+	Status         string            `json:"status"`
 	Enabled        bool              `json:"enabled"`
 	DisabledReason string            `json:"disabled_reason,omitempty"`
+	Backlog        *backlogView      `json:"backlog,omitempty"`
 	MaxAttempts    int               `json:"max_attempts"`
 	TimeoutMS      int               `json:"timeout_ms"`
 	RateLimit      int               `json:"rate_limit"`
@@ -96,15 +111,19 @@ type endpointView struct {
 	UpdatedAt      time.Time         `json:"updated_at"`
 }
 
-func viewEndpoint(e store.Endpoint, withSecret bool) endpointView {
+// viewEndpoint shows e: as one endpoint's own view when own, else as a
+// listing item.
+func viewEndpoint(e store.Endpoint, own bool) endpointView {
 	v := endpointView{
 		ID: e.ID, Name: e.Name, Description: e.Description, URL: e.URL, Events: e.Events, Method: e.Method,
 		ContentType: e.ContentType, Headers: e.Headers, Signature: e.Signature, PayloadFormat: e.PayloadFormat,
-		Enabled: e.Enabled, DisabledReason: e.DisabledReason, MaxAttempts: e.MaxAttempts, TimeoutMS: e.TimeoutMS,
-		RateLimit: e.RateLimit, Metadata: e.Metadata, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt,
+		Status: e.Status(), Enabled: e.Enabled, DisabledReason: e.DisabledReason, MaxAttempts: e.MaxAttempts,
+		TimeoutMS: e.TimeoutMS, RateLimit: e.RateLimit, Metadata: e.Metadata, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt,
 	}
-	if withSecret {
-		v.Secret = e.Secret
+	v.Secret, v.PublicKey = shownSecret(e)
+	if !own {
+		v.Secret = ""
+		v.Headers = maskHeaders(e.Headers)
 	}
 	if v.Headers == nil {
 		v.Headers = map[string]string{}
@@ -140,7 +159,7 @@ func (s *Server) refusedURL(w http.ResponseWriter, r *http.Request, raw *string)
 
 func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request) {
 	var in endpointInput
-	if !decode(w, r, &in) || s.refusedURL(w, r, in.URL) {
+	if !decode(w, r, &in) || invalid(w, r, in.check()) || s.refusedURL(w, r, in.URL) {
 		return
 	}
 	e := store.Endpoint{Enabled: true}
@@ -152,7 +171,11 @@ func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request) {
 	}
 	s.changed(r)
 	w.Header().Set("Location", "/v1/endpoints/"+e.ID)
-	writeJSON(w, http.StatusCreated, viewEndpoint(e, true))
+	v := viewEndpoint(e, true)
+	if s.backlogs != nil {
+		v.Backlog = &backlogView{} // new: nothing held yet
+	}
+	writeJSON(w, http.StatusCreated, v)
 }
 
 func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
@@ -169,6 +192,7 @@ func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
 	for i, e := range p.Items {
 		out[i] = viewEndpoint(e, false)
 	}
+	s.withBacklogs(r, out)
 	var next string
 	if p.More {
 		next = idCursor(p.Items[len(p.Items)-1].ID)
@@ -182,12 +206,14 @@ func (s *Server) getEndpoint(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, "endpoint")
 		return
 	}
-	writeJSON(w, http.StatusOK, viewEndpoint(e, true))
+	v := viewEndpoint(e, true)
+	s.withBacklog(r, &v)
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) patchEndpoint(w http.ResponseWriter, r *http.Request) {
 	var in endpointInput
-	if !decode(w, r, &in) || s.refusedURL(w, r, in.URL) {
+	if !decode(w, r, &in) || invalid(w, r, in.check()) || s.refusedURL(w, r, in.URL) {
 		return
 	}
 	e, err := s.store.UpdateEndpoint(r.Context(), tenantOf(r), r.PathValue("id"), func(e *store.Endpoint) error {
@@ -199,7 +225,9 @@ func (s *Server) patchEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.changed(r)
-	writeJSON(w, http.StatusOK, viewEndpoint(e, true))
+	v := viewEndpoint(e, true)
+	s.withBacklog(r, &v)
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) deleteEndpoint(w http.ResponseWriter, r *http.Request) {

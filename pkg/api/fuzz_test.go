@@ -64,6 +64,10 @@ func fuzzCreate(t *testing.T, body []byte) (store.Endpoint, bool) {
 	if !utf8.Valid(body) {
 		t.Fatalf("strictjson.Decode accepted invalid UTF-8 %q", body)
 	}
+	if err := in.check(); err != nil {
+		checkFieldErrors(t, body, err)
+		return store.Endpoint{}, false
+	}
 	e := store.Endpoint{Enabled: true}
 	in.apply(&e)
 	e.ApplyDefaults()
@@ -119,7 +123,7 @@ func checkRoundTrips(t *testing.T, e store.Endpoint) {
 	sig := string(e.Signature)
 	in := endpointInput{Name: &e.Name, Description: &e.Description, URL: &e.URL, Events: &e.Events, Method: &e.Method,
 		ContentType: &e.ContentType, Headers: &e.Headers, Signature: &sig, PayloadFormat: &e.PayloadFormat, Secret: &e.Secret,
-		Enabled: &e.Enabled, MaxAttempts: &e.MaxAttempts, TimeoutMS: &e.TimeoutMS, RateLimit: &e.RateLimit, Metadata: &e.Metadata}
+		Enabled: &e.Enabled, Paused: &e.Paused, MaxAttempts: &e.MaxAttempts, TimeoutMS: &e.TimeoutMS, RateLimit: &e.RateLimit, Metadata: &e.Metadata}
 	ib, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)

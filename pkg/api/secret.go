@@ -31,20 +31,19 @@ type oldSecretView struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// secretView shows an endpoint's signing secret to the tenant that owns it,
-// and when the previous ones stop signing (never their values).
+// secretView shows an endpoint's signing secret to the tenant that owns it
+// (for ed25519, the public key: the private key never leaves Herald), and
+// when the previous ones stop signing (never their values).
 type secretView struct {
-	Secret     string          `json:"secret"`
+	Secret     string          `json:"secret,omitempty"`
 	Signature  sign.Scheme     `json:"signature"`
 	PublicKey  string          `json:"public_key,omitempty"`
 	OldSecrets []oldSecretView `json:"old_secrets"`
 }
 
 func viewSecret(e store.Endpoint, now time.Time) secretView {
-	v := secretView{Secret: e.Secret, Signature: e.Signature, OldSecrets: []oldSecretView{}}
-	if e.Signature == sign.Ed25519 {
-		v.PublicKey, _ = sign.PublicKey(e.Secret)
-	}
+	v := secretView{Signature: e.Signature, OldSecrets: []oldSecretView{}}
+	v.Secret, v.PublicKey = shownSecret(e)
 	for _, o := range e.OldSecrets {
 		if now.Before(o.ExpiresAt) {
 			v.OldSecrets = append(v.OldSecrets, oldSecretView{ExpiresAt: o.ExpiresAt})
@@ -130,6 +129,18 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) {
 	}
 	s.changed(r)
 	writeJSON(w, http.StatusOK, viewSecret(e, now))
+}
+
+// shownSecret is what of e's signing key its owner may see: a symmetric
+// secret as it is, or for ed25519 the public key alone. An ed25519
+// private key never leaves Herald once stored, not even in the answer that
+// created it: receivers verify with the public key, and only Herald signs.
+func shownSecret(e store.Endpoint) (secret, publicKey string) {
+	if e.Signature != sign.Ed25519 {
+		return e.Secret, ""
+	}
+	publicKey, _ = sign.PublicKey(e.Secret)
+	return "", publicKey
 }
 
 type apiError string

@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,14 +169,15 @@ func (s *Store) Backlog(ctx context.Context, tenant, endpoint string) (Backlog, 
 	return all[endpoint], nil
 }
 
-// Backlogs returns the backlog of every endpoint of tenant that has one,
-// by endpoint id: one request for the counts, one per endpoint with held
-// jobs for its oldest.
-func (s *Store) Backlogs(ctx context.Context, tenant string) (map[string]Backlog, error) {
-	return s.backlogs(ctx, bus.HeldSubject(tenant, "*"))
+// Backlogs returns the backlog of the endpoints of tenant named (every one
+// when none is named) that have one, by endpoint id: one request for the
+// counts of all, and one per endpoint returned for its oldest. A listing
+// names the endpoints of its page.
+func (s *Store) Backlogs(ctx context.Context, tenant string, endpoints ...string) (map[string]Backlog, error) {
+	return s.backlogs(ctx, bus.HeldSubject(tenant, "*"), endpoints...)
 }
 
-func (s *Store) backlogs(ctx context.Context, filter string) (map[string]Backlog, error) {
+func (s *Store) backlogs(ctx context.Context, filter string, only ...string) (map[string]Backlog, error) {
 	st, err := s.heldStream(ctx)
 	if err != nil {
 		return nil, err
@@ -187,7 +189,7 @@ func (s *Store) backlogs(ctx context.Context, filter string) (map[string]Backlog
 	out := make(map[string]Backlog, len(info.State.Subjects))
 	for subject, n := range info.State.Subjects {
 		_, endpoint, ok := parseSubject(subject)
-		if !ok || n == 0 {
+		if !ok || n == 0 || (len(only) > 0 && !slices.Contains(only, endpoint)) {
 			continue
 		}
 		b := Backlog{Count: int(n)}

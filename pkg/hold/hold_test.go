@@ -193,6 +193,13 @@ func TestHoldAndBacklog(t *testing.T) {
 	if len(all) != 2 || all[ep].Count != 3 || all[other].Count != 1 || all[ep].Oldest != b.Oldest {
 		t.Fatalf("tenant backlogs %+v, want %s: 3 (oldest %v), %s: 1", all, ep, b.Oldest, other)
 	}
+	some, err := s.Backlogs(e.ctx, e.tn, other, "ep_none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(some) != 1 || some[other].Count != 1 || some[other].Oldest.IsZero() {
+		t.Fatalf("backlogs of %s and an unknown endpoint: %+v, want %s alone", other, some, other)
+	}
 	if got := e.streamJobs(bus.StreamHeld, bus.HeldSubject(e.tn, ep)); !slices.Equal(got, []string{"evt-000", "evt-001", "evt-002"}) {
 		t.Fatalf("held %v, want evt-000..002 in arrival order", got)
 	}

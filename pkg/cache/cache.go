@@ -69,6 +69,8 @@ type Cache struct {
 	// changes counts invalidations; a load keeps its result locally only if
 	// none happened while it fetched, or it could put back a stale value.
 	changes atomic.Uint64
+	// onChange is told of every invalidation (see OnChange).
+	onChange []func(tenant string)
 }
 
 type entry struct {
@@ -271,6 +273,11 @@ func (c *Cache) watching() {
 	}
 }
 
+// OnChange registers fn to be told, after the cache forgot them, that a
+// tenant's endpoints changed: by this process's API or, through the watch,
+// by any process. fn must not block. Register before Run starts.
+func (c *Cache) OnChange(fn func(tenant string)) { c.onChange = append(c.onChange, fn) }
+
 // Invalidate forgets a tenant's endpoints in both layers. The API calls it
 // after every write, and every replica's watch calls it again: either alone
 // suffices.
@@ -288,6 +295,9 @@ func (c *Cache) Invalidate(ctx context.Context, tenant string) {
 	c.mu.Lock()
 	delete(c.local, tenant)
 	c.mu.Unlock()
+	for _, fn := range c.onChange {
+		fn(tenant)
+	}
 }
 
 // Endpoints returns a tenant's endpoints. The slice is shared: callers must

@@ -132,3 +132,40 @@ func TestIdleWatchHoldsGoroutinesFlat(t *testing.T) {
 		t.Fatalf("goroutines %d after 6 s of an idle watch, %d before: the watch leaks", after, before)
 	}
 }
+
+// TestOnChangeHearsWatchedChanges: a change written straight to the store
+// (another process's API) reaches the OnChange hooks through the watch,
+// with its tenant: the releaser of held deliveries acts on a resume at
+// once rather than at its next look.
+func TestOnChangeHearsWatchedChanges(t *testing.T) {
+	js := testenv.JetStream(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn, _, err := st.CreateTenant(ctx, "A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cache.New(st, st.KV(), cache.WithJetStream(js))
+	heard := make(chan string, 16)
+	c.OnChange(func(tenant string) { heard <- tenant })
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	testenv.Eventually(t, 10*time.Second, c.Ready, "cache watch not ready")
+	if _, err := st.CreateEndpoint(ctx, tn.ID, store.Endpoint{Name: "e", URL: "https://example.com/e", Events: []string{"*"}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-heard:
+		if got != tn.ID {
+			t.Fatalf("OnChange told of tenant %q, want %q", got, tn.ID)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnChange not told of a change made in the store")
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/heraldhq/herald/pkg/dlq"
 	"github.com/heraldhq/herald/pkg/health"
 	"github.com/heraldhq/herald/pkg/history"
+	"github.com/heraldhq/herald/pkg/hold"
 	"github.com/heraldhq/herald/pkg/ingest"
 	"github.com/heraldhq/herald/pkg/limit"
 	"github.com/heraldhq/herald/pkg/natsembed"
@@ -181,6 +182,11 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 		copts = append(copts, cache.WithRedis(rdb, cfg.RedisPrefix))
 	}
 	c := cache.New(st, st.KV(), copts...)
+	// Deliveries of paused endpoints wait on HELD: senders hold them and
+	// release them on resume (at once: the cache tells of the change), the
+	// API shows the backlog.
+	held := hold.New(js, hold.WithEndpoints(c), hold.WithPayloads(payloads), hold.WithLogger(log.With().Str("component", "hold").Logger()))
+	c.OnChange(held.Changed)
 
 	// The attempt history: indexes in Redis, or in process for an
 	// all-in-one without Redis (rebuilt from the streams at every start).
@@ -288,10 +294,13 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 			sender.WithHealth(lim, cfg.DisableAfter),
 			sender.WithClient(dc),
 			sender.WithPayloads(payloads),
+			sender.WithHolder(held),
 		)
 		readies = append(readies, s.Ready())
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = s.Run(runCtx) }()
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = held.Run(runCtx) }()
 	}
 
 	mux := http.NewServeMux()
@@ -319,6 +328,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 			api.WithLogger(log.With().Str("component", "api").Logger()),
 			api.WithDeliverClient(dc),
 			api.WithURLCheck(pol.CheckURL),
+			api.WithBacklogs(held),
 		}
 		aopts = append(aopts, testSendLimits(cfg, rdb, log)...)
 		if hidx != nil {

@@ -154,11 +154,21 @@ func (e *plEnv) endpoint(t *testing.T, key string, rcv *plReceiver, extra map[st
 	return v["id"].(string)
 }
 
+// post sends an event as a producer should: a 503 from a busy intake (the
+// subtests run in parallel, and large bodies share one byte budget) is
+// retried with the same id after its Retry-After, for at most 30 s.
 func (e *plEnv) post(t *testing.T, key, id, typ string, data []byte) {
 	t.Helper()
-	status, out := e.do(t, "POST", "/v1/events", key, eventBody(id, typ, data))
-	if status != http.StatusAccepted {
-		t.Fatalf("POST /v1/events %s: %d %s", id, status, out)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, out := e.do(t, "POST", "/v1/events", key, eventBody(id, typ, data))
+		if status == http.StatusAccepted {
+			return
+		}
+		if status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("POST /v1/events %s: %d %s", id, status, out)
+		}
+		time.Sleep(time.Second) // the intake's Retry-After: the behaviour a producer owes it
 	}
 }
 

@@ -112,7 +112,7 @@ func (k *streamKeeper) check(ctx context.Context) {
 		since := k.oldest.Add(-time.Second)
 		k.log.Warn().Time("since", since).Msg("DELIVERIES was lost; bringing back the jobs it may have held")
 		for _, fn := range k.onLost {
-			fn(context.WithoutCancel(ctx), since)
+			fn(ctx, since) // a stop interrupts it: see docs/operations.md
 		}
 		k.oldest, k.created = time.Time{}, time.Time{} // the next check starts over on the new stream
 	}

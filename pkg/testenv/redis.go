@@ -26,7 +26,8 @@ const redisImage = "redis:7-alpine"
 // ("test:<name>:<random>:"). The server is, in order: REDIS_URL (keys under
 // the prefix are deleted at cleanup); a testcontainers redis container when a
 // Docker provider is healthy; a child redis-server from PATH (no
-// persistence). If none is available the test is skipped.
+// persistence). If none is available, the test is skipped, or under CI
+// failed (see Unavailable).
 func Redis(t testing.TB) (url, prefix string) {
 	t.Helper()
 	prefix = "test:" + strings.ReplaceAll(t.Name(), " ", "_") + ":" + randHex(4) + ":"
@@ -44,7 +45,7 @@ func Redis(t testing.TB) (url, prefix string) {
 	if _, err := exec.LookPath("redis-server"); err == nil {
 		return RedisProcess(t).URL(), prefix
 	}
-	t.Skip("testenv: SKIPPING: NO REDIS AVAILABLE: set REDIS_URL, start Docker, or install redis-server")
+	Unavailable(t, "no Redis available: set REDIS_URL, start Docker, or install redis-server (make test-deps does)")
 	return "", ""
 }
 
@@ -100,13 +101,16 @@ func deleteKeys(t testing.TB, url, prefix string) {
 
 // RedisProcess starts redis-server from PATH as a child process on a free
 // loopback port, without persistence, and returns once it answers. Stop or
-// Kill it and Start it again on the same port (empty). The test is skipped
-// if redis-server is not installed.
+// Kill it and Start it again on the same port (empty). It is for tests
+// that stop, kill or flush their Redis, which they must not do to a shared
+// REDIS_URL; a test that only needs a Redis calls Redis instead. Without
+// redis-server on PATH the test is skipped, or under CI failed (see
+// Unavailable).
 func RedisProcess(t testing.TB) *Process {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		t.Skip("testenv: SKIPPING: redis-server not on PATH")
+		Unavailable(t, "redis-server not on PATH: install it (make test-deps does)")
 	}
 	dir := t.TempDir()
 	p := newProcess(t, "redis-server", nil, bin)
@@ -128,6 +132,24 @@ func RedisProcess(t testing.TB) *Process {
 	}
 	t.Fatalf("testenv: redis-server not ready: %v", err)
 	return nil
+}
+
+// FlushRedis empties the Redis at url (FLUSHALL), as an operator's mistake
+// or a failover to an empty replica would. Only for a Redis the test owns
+// (RedisProcess): it deletes every key, not just the test's.
+func FlushRedis(t testing.TB, url string) {
+	t.Helper()
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("testenv: flush %s: %v", url, err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatalf("testenv: FLUSHALL on %s: %v", url, err)
+	}
 }
 
 // checkRedisPid asks addr for INFO server and checks the answer comes from

@@ -3,8 +3,13 @@
 // mocks NATS or Redis. Helpers that take a testing.TB must be called from the
 // test's goroutine (they may call t.Fatal or t.Skip).
 //
+// A test that cannot get a server it needs skips, loudly, on a developer's
+// machine, and fails under CI (see Unavailable): a suite that skips in CI
+// passes without having proved anything.
+//
 // Environment:
 //
+//	CI                     "true" (or 1): a missing server fails the test instead of skipping it
 //	NATS_URL               use this NATS server (>= 2.12, JetStream) instead of an embedded one
 //	REDIS_URL              use this Redis instead of a container or a child redis-server
 //	HERALD_TESTBIN_DIR     where NATSBinary caches nats-server (default <user cache dir>/herald/testbin)
@@ -16,6 +21,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +40,29 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// InCI reports whether the tests run under CI: CI set to true (or 1), as
+// GitHub Actions, GitLab CI and most others set it.
+func InCI() bool {
+	ci, err := strconv.ParseBool(os.Getenv("CI"))
+	return err == nil && ci
+}
+
+// Unavailable ends a test that cannot run here because something it needs
+// (a server, a binary, a kernel feature) is missing; format and args say
+// what and how to get it. On a developer's machine the test is skipped with
+// a message in capitals, hard to miss in -v output. Under CI (InCI) it fails
+// instead: CI is where the whole suite must run, and a skip there would
+// pass a run that proved nothing.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if InCI() {
+		t.Fatalf("testenv: %s (CI is set: a missing dependency fails the run instead of skipping it)", msg)
+		return
+	}
+	t.Skipf("testenv: SKIPPING: %s", strings.ToUpper(msg))
 }
 
 // Eventually checks cond at once and then every 10 ms until it returns true;

@@ -222,3 +222,50 @@ func atLeast212(v string) bool {
 	_, err := fmt.Sscanf(v, "%d.%d", &major, &minor)
 	return err == nil && (major > 2 || major == 2 && minor >= 12)
 }
+
+// verdict records how Unavailable ended a test, instead of ending it.
+type verdict struct {
+	testing.TB
+	fatal, skip string
+}
+
+func (v *verdict) Helper()                           {}
+func (v *verdict) Fatalf(format string, args ...any) { v.fatal = fmt.Sprintf(format, args...) }
+func (v *verdict) Skipf(format string, args ...any)  { v.skip = fmt.Sprintf(format, args...) }
+
+func TestUnavailableFailsUnderCI(t *testing.T) {
+	for _, c := range []struct {
+		ci   string
+		fail bool
+	}{{"true", true}, {"1", true}, {"TRUE", true}, {"", false}, {"false", false}, {"0", false}, {"yes please", false}} {
+		t.Setenv("CI", c.ci)
+		v := &verdict{TB: t}
+		testenv.Unavailable(v, "no %s here", "redis-server")
+		switch {
+		case c.fail && (v.fatal == "" || v.skip != ""):
+			t.Errorf("CI=%q: skipped (%q); want the test failed", c.ci, v.skip)
+		case !c.fail && (v.skip == "" || v.fatal != ""):
+			t.Errorf("CI=%q: failed (%q); want the test skipped", c.ci, v.fatal)
+		case c.fail && !strings.Contains(v.fatal, "no redis-server here"):
+			t.Errorf("CI=%q: failure %q does not say what is missing", c.ci, v.fatal)
+		case !c.fail && !strings.Contains(v.skip, "SKIPPING: NO REDIS-SERVER HERE"):
+			t.Errorf("CI=%q: skip message %q is not loud", c.ci, v.skip)
+		}
+	}
+}
+
+func TestFlushRedis(t *testing.T) {
+	p := testenv.RedisProcess(t)
+	opt, _ := redis.ParseURL(p.URL())
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	for _, k := range []string{"a", "b:c"} {
+		if err := rdb.Set(ctx(t), k, "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.FlushRedis(t, p.URL())
+	if n, err := rdb.DBSize(ctx(t)).Result(); err != nil || n != 0 {
+		t.Fatalf("after FlushRedis: %d keys, %v; want none", n, err)
+	}
+}

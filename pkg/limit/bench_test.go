@@ -22,7 +22,7 @@ func BenchmarkAdmitDone(b *testing.B) {
 		var n atomic.Uint64
 		one := func() {
 			p, d := l.Admit(ctx, eps[n.Add(1)%uint64(len(eps))], 100_000, 30*time.Second)
-			if !d.OK {
+			if !d.Allowed {
 				refused.Add(1)
 				return
 			}

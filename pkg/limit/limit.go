@@ -20,9 +20,10 @@
 //     atomicity does what SET NX PX would, on the Limiter's clock. A probe
 //     whose sender dies is given up after its lease TTL; then another probes.
 //
-// Admit never waits for other requests: it grants a Permit or answers "not
-// now, try again after Decision.Wait", and the sender NAKs the job back into
-// JetStream with that delay instead of holding a worker. The breaker, rate
+// Admit never waits for other requests: it grants a Permit or reports a
+// Verdict of facts (which limit refused, and when asking again may succeed);
+// what to do with a refusal is the caller's to decide (the sender puts the
+// job back into JetStream instead of holding a worker). The breaker, rate
 // and concurrency checks run in that order in one Lua script (one Redis
 // round trip); a later refusal leaves no trace of an earlier grant (no rate
 // token is spent, no slot or probe is taken). Permit.Done releases the slot
@@ -55,7 +56,7 @@
 //
 // # Metrics
 //
-// herald_limit_delayed_total{reason} counts refusals;
+// herald_limit_delayed_total{reason} counts refusals by Cause;
 // herald_breaker_transitions_total{to} counts the transitions this process
 // made (summed over replicas, each transition once); herald_breaker_state{state}
 // is the number of endpoints this process last saw open or half_open.
@@ -75,12 +76,34 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Reasons for a refusal, in Decision.Reason and herald_limit_delayed_total.
+// Cause is which of an endpoint's limits refused a request.
+type Cause uint8
+
+// The causes of a refusal, in the order Admit checks them. Their values are
+// the admit script's reply codes.
 const (
-	ReasonBreaker     = "breaker"
-	ReasonRate        = "rate"
-	ReasonConcurrency = "concurrency"
+	// Breaker: the endpoint's breaker is open, or its half-open probe is
+	// in flight.
+	Breaker Cause = iota + 1
+	// Rate: the endpoint's rate limit has no request to spare now.
+	Rate
+	// Concurrency: the endpoint's cap of requests in flight is reached.
+	Concurrency
 )
+
+var causeNames = [...]string{Breaker: "breaker", Rate: "rate", Concurrency: "concurrency"}
+
+// String is the cause's name as metrics label it (reason="breaker", "rate"
+// or "concurrency"); "none" for the zero Cause of an allowed request.
+func (c Cause) String() string {
+	if c == 0 {
+		return "none"
+	}
+	if int(c) < len(causeNames) {
+		return causeNames[c]
+	}
+	return "cause(" + strconv.Itoa(int(c)) + ")"
+}
 
 // Breaker states, as State returns them.
 const (
@@ -120,14 +143,20 @@ const (
 	redisBudget = 500 * time.Millisecond
 )
 
-// Decision is Admit's answer.
-type Decision struct {
-	// OK: send the request now, and call Permit.Done after it.
-	OK bool
-	// Wait is how long to wait before asking again (when !OK).
-	Wait time.Duration
-	// Reason is ReasonBreaker, ReasonRate or ReasonConcurrency (when !OK).
-	Reason string
+// Verdict is what Admit found: facts about the endpoint's limits at that
+// moment, not what to do about them. Whether a refused request waits,
+// where, and for how long is the caller's decision.
+type Verdict struct {
+	// Allowed: send the request now, and call Permit.Done after it.
+	Allowed bool
+	// RetryIn is how soon asking again may be allowed (when !Allowed): the
+	// rest of the breaker's cool-down (or of its probe's lease, at most a
+	// cool-down), the rate limit's next free request, or for the cap the
+	// first lease's expiry, at most a second (the limiter cannot foresee
+	// when a request ends).
+	RetryIn time.Duration
+	// Cause is the limit that refused (when !Allowed).
+	Cause Cause
 	// Probe: this request is the half-open breaker's single probe; its
 	// outcome closes or re-opens the breaker.
 	Probe bool
@@ -231,30 +260,28 @@ func New(rdb redis.UniversalClient, prefix string, opts ...Option) *Limiter {
 	return l
 }
 
-// AdmitOption changes one Admit call.
-type AdmitOption func(*admitOptions)
-
-type admitOptions struct{ outsideBreaker bool }
-
-// OutsideBreaker admits a request under the endpoint's rate limit and
-// concurrency cap only: the breaker neither refuses it nor hears of its
-// outcome (its permit's Done only frees the slot). For requests a person
-// asks for, such as an endpoint's test send: testing a fixed endpoint
-// while its breaker is open is how one finds it fixed, and a test's
-// outcome says nothing about the deliveries the breaker protects.
-func OutsideBreaker() AdmitOption { return func(o *admitOptions) { o.outsideBreaker = true } }
-
 // Admit asks to send one request to endpoint now. It never blocks on other
 // requests: it answers at once (after one Redis round trip) with a Permit
-// and OK, or with a nil Permit, the Reason and how long to Wait. rateLimit is
-// the endpoint's requests per second (0 = none); leaseTTL is how long the
-// slot is held if Done is never called (the request timeout plus a margin;
+// and an allowed Verdict, or with a nil Permit and a Verdict saying which
+// limit refused and how soon asking again may succeed. rateLimit is the
+// endpoint's requests per second (0 = none); leaseTTL is how long the slot
+// is held if Done is never called (the request timeout plus a margin;
 // DefaultLeaseTTL if <= 0), and also how long a probe may take.
-func (l *Limiter) Admit(ctx context.Context, endpoint string, rateLimit int, leaseTTL time.Duration, opts ...AdmitOption) (Permit, Decision) {
-	var o admitOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
+func (l *Limiter) Admit(ctx context.Context, endpoint string, rateLimit int, leaseTTL time.Duration) (Permit, Verdict) {
+	return l.admit(ctx, endpoint, rateLimit, leaseTTL, false)
+}
+
+// AdmitOutsideBreaker is Admit under the endpoint's rate limit and
+// concurrency cap only: the breaker neither refuses the request nor hears
+// of its outcome (its permit's Done only frees the slot). For requests a
+// person asks for, such as an endpoint's test send: testing a fixed
+// endpoint while its breaker is open is how one finds it fixed, and a
+// test's outcome says nothing about the deliveries the breaker protects.
+func (l *Limiter) AdmitOutsideBreaker(ctx context.Context, endpoint string, rateLimit int, leaseTTL time.Duration) (Permit, Verdict) {
+	return l.admit(ctx, endpoint, rateLimit, leaseTTL, true)
+}
+
+func (l *Limiter) admit(ctx context.Context, endpoint string, rateLimit int, leaseTTL time.Duration, outsideBreaker bool) (Permit, Verdict) {
 	if leaseTTL <= 0 {
 		leaseTTL = DefaultLeaseTTL
 	}
@@ -263,28 +290,28 @@ func (l *Limiter) Admit(ctx context.Context, endpoint string, rateLimit int, lea
 	lease := l.id + strconv.FormatUint(l.seq.Add(1), 36)
 	if l.shared() {
 		rctx, cancel := context.WithTimeout(ctx, redisBudget)
-		d, st, err := l.admitRedis(rctx, now, endpoint, rateLimit, leaseTTL, lease, o.outsideBreaker)
+		v, st, err := l.admitRedis(rctx, now, endpoint, rateLimit, leaseTTL, lease, outsideBreaker)
 		cancel()
 		if err == nil {
 			l.redisOK()
 			track(l, endpoint, st)
-			return l.finish(&permit{l: l, endpoint: endpoint, lease: lease, probe: d.Probe, shared: true, outsideBreaker: o.outsideBreaker}, d)
+			return l.finish(&permit{l: l, endpoint: endpoint, lease: lease, probe: v.Probe, shared: true, outsideBreaker: outsideBreaker}, v)
 		}
 		l.redisFailed(ctx, err)
 	}
-	d := l.admitLocal(now, endpoint, rateLimit, leaseTTL, lease, o.outsideBreaker)
-	return l.finish(&permit{l: l, endpoint: endpoint, lease: lease, probe: d.Probe, outsideBreaker: o.outsideBreaker}, d)
+	v := l.admitLocal(now, endpoint, rateLimit, leaseTTL, lease, outsideBreaker)
+	return l.finish(&permit{l: l, endpoint: endpoint, lease: lease, probe: v.Probe, outsideBreaker: outsideBreaker}, v)
 }
 
-func (l *Limiter) finish(p *permit, d Decision) (Permit, Decision) {
-	if !d.OK {
-		delayed.WithLabelValues(d.Reason).Inc()
-		return nil, d
+func (l *Limiter) finish(p *permit, v Verdict) (Permit, Verdict) {
+	if !v.Allowed {
+		delayed.WithLabelValues(v.Cause.String()).Inc()
+		return nil, v
 	}
-	if d.Probe {
+	if v.Probe {
 		transitions.WithLabelValues(StateHalfOpen).Inc()
 	}
-	return p, d
+	return p, v
 }
 
 // State is the endpoint's breaker state: StateClosed, StateOpen or

@@ -65,20 +65,20 @@ var modes = []string{"redis", "local"}
 func mustAdmit(t *testing.T, l *Limiter, ep string, rate int, ttl time.Duration) Permit {
 	t.Helper()
 	p, d := l.Admit(context.Background(), ep, rate, ttl)
-	if !d.OK || p == nil {
+	if !d.Allowed || p == nil {
 		t.Fatalf("Admit(%s) = %+v, want OK", ep, d)
 	}
 	return p
 }
 
-func mustRefuse(t *testing.T, l *Limiter, ep string, rate int, ttl time.Duration, reason string, wait time.Duration) {
+func mustRefuse(t *testing.T, l *Limiter, ep string, rate int, ttl time.Duration, cause Cause, wait time.Duration) {
 	t.Helper()
 	p, d := l.Admit(context.Background(), ep, rate, ttl)
-	if d.OK || p != nil {
-		t.Fatalf("Admit(%s) = %+v, want refused (%s)", ep, d, reason)
+	if d.Allowed || p != nil {
+		t.Fatalf("Admit(%s) = %+v, want refused (%s)", ep, d, cause)
 	}
-	if d.Reason != reason || d.Wait != wait {
-		t.Fatalf("Admit(%s) = %+v, want reason %s wait %v", ep, d, reason, wait)
+	if d.Cause != cause || d.RetryIn != wait {
+		t.Fatalf("Admit(%s) = %+v, want cause %s, retry in %v", ep, d, cause, wait)
 	}
 }
 
@@ -100,7 +100,7 @@ func TestConcurrencyCapAcrossReplicas(t *testing.T) {
 			for range each {
 				for {
 					p, d := lim.Admit(ctx, "ep_cap", 0, 10*time.Second)
-					if d.OK {
+					if d.Allowed {
 						n := inFlight.Add(1)
 						for m := maxSeen.Load(); n > m && !maxSeen.CompareAndSwap(m, n); m = maxSeen.Load() {
 						}
@@ -114,11 +114,11 @@ func TestConcurrencyCapAcrossReplicas(t *testing.T) {
 						break
 					}
 					refused.Add(1)
-					if d.Reason != ReasonConcurrency || d.Wait <= 0 || d.Wait > time.Second {
-						errs <- "unexpected refusal: " + d.Reason + " " + d.Wait.String()
+					if d.Cause != Concurrency || d.RetryIn <= 0 || d.RetryIn > time.Second {
+						errs <- "unexpected refusal: " + d.Cause.String() + " " + d.RetryIn.String()
 						return
 					}
-					// A real sender NAKs for d.Wait; here wake on a release.
+					// A real sender NAKs for d.RetryIn; here wake on a release.
 					select {
 					case <-freed:
 					case <-time.After(20 * time.Millisecond):
@@ -153,21 +153,21 @@ func TestExpiredLeasesFreeSlots(t *testing.T) {
 			stale1 := mustAdmit(t, a, "ep", 0, ttl)
 			stale2 := mustAdmit(t, b, "ep", 0, ttl)
 			// Capped; the hint is the bound, not the lease's 5 s.
-			mustRefuse(t, a, "ep", 0, ttl, ReasonConcurrency, time.Second)
+			mustRefuse(t, a, "ep", 0, ttl, Concurrency, time.Second)
 			clk.Add(4500 * time.Millisecond)
-			mustRefuse(t, b, "ep", 0, ttl, ReasonConcurrency, 500*time.Millisecond)
+			mustRefuse(t, b, "ep", 0, ttl, Concurrency, 500*time.Millisecond)
 			clk.Add(500 * time.Millisecond) // both holders "crashed": their leases expire
 			p1 := mustAdmit(t, b, "ep", 0, ttl)
 			p2 := mustAdmit(t, a, "ep", 0, ttl)
-			mustRefuse(t, a, "ep", 0, ttl, ReasonConcurrency, time.Second)
+			mustRefuse(t, a, "ep", 0, ttl, Concurrency, time.Second)
 			// A late Done of an expired lease frees nothing it does not own.
 			stale1.Done(context.Background(), true)
 			stale2.Done(context.Background(), true)
-			mustRefuse(t, b, "ep", 0, ttl, ReasonConcurrency, time.Second)
+			mustRefuse(t, b, "ep", 0, ttl, Concurrency, time.Second)
 			p1.Done(context.Background(), true)
 			p1.Done(context.Background(), true) // twice: no effect
 			p3 := mustAdmit(t, a, "ep", 0, ttl)
-			mustRefuse(t, a, "ep", 0, ttl, ReasonConcurrency, time.Second)
+			mustRefuse(t, a, "ep", 0, ttl, Concurrency, time.Second)
 			p2.Done(context.Background(), true)
 			p3.Done(context.Background(), true)
 		})
@@ -183,9 +183,9 @@ func TestRateLimit(t *testing.T) {
 
 			// 10/s: burst 1, one request every 100 ms across replicas.
 			mustAdmit(t, a, "ep10", 10, ttl).Done(context.Background(), true)
-			mustRefuse(t, b, "ep10", 10, ttl, ReasonRate, 100*time.Millisecond)
+			mustRefuse(t, b, "ep10", 10, ttl, Rate, 100*time.Millisecond)
 			clk.Add(99 * time.Millisecond)
-			mustRefuse(t, a, "ep10", 10, ttl, ReasonRate, time.Millisecond)
+			mustRefuse(t, a, "ep10", 10, ttl, Rate, time.Millisecond)
 			clk.Add(time.Millisecond)
 			mustAdmit(t, b, "ep10", 10, ttl).Done(context.Background(), true)
 
@@ -200,7 +200,7 @@ func TestRateLimit(t *testing.T) {
 			for i := range 10 {
 				mustAdmit(t, []*Limiter{a, b}[i%2], "ep100", 100, ttl)
 			}
-			mustRefuse(t, a, "ep100", 100, ttl, ReasonRate, 10*time.Millisecond)
+			mustRefuse(t, a, "ep100", 100, ttl, Rate, 10*time.Millisecond)
 			got = countAdmitted(t, clk, []*Limiter{a, b}, "ep100b", 100, 2*time.Second, time.Millisecond)
 			if got < 200 || got > 211 {
 				t.Fatalf("100/s for 2 s admitted %d", got)
@@ -222,8 +222,8 @@ func countAdmitted(t *testing.T, clk *clock, ls []*Limiter, ep string, rate int,
 	for el := time.Duration(0); el < span; el += step {
 		for i := 0; ; i++ {
 			p, d := ls[i%len(ls)].Admit(context.Background(), ep, rate, 10*time.Second)
-			if !d.OK {
-				if d.Reason != ReasonRate || d.Wait <= 0 || d.Wait > time.Second/time.Duration(rate) {
+			if !d.Allowed {
+				if d.Cause != Rate || d.RetryIn <= 0 || d.RetryIn > time.Second/time.Duration(rate) {
 					t.Fatalf("refusal %+v", d)
 				}
 				break
@@ -248,26 +248,26 @@ func TestOrder(t *testing.T) {
 			p := mustAdmit(t, a, "ep", 10, ttl)
 			clk.Add(100 * time.Millisecond)
 			// Rate would pass, concurrency refuses: no rate token is spent.
-			mustRefuse(t, b, "ep", 10, ttl, ReasonConcurrency, time.Second)
+			mustRefuse(t, b, "ep", 10, ttl, Concurrency, time.Second)
 			p.Done(ctx, true)
 			p = mustAdmit(t, b, "ep", 10, ttl)
 			// Both would refuse: rate is asked first.
-			mustRefuse(t, a, "ep", 10, ttl, ReasonRate, 100*time.Millisecond)
+			mustRefuse(t, a, "ep", 10, ttl, Rate, 100*time.Millisecond)
 			p.Done(ctx, true)
 
 			f := mustAdmit(t, a, "slow", 1, ttl) // 1/s: the next request may go in 1 s
 			f.Done(ctx, false)                   // 1 failure opens the breaker for 500 ms
-			mustRefuse(t, b, "slow", 1, ttl, ReasonBreaker, 500*time.Millisecond)
+			mustRefuse(t, b, "slow", 1, ttl, Breaker, 500*time.Millisecond)
 			clk.Add(500 * time.Millisecond)
 			// Half-open, but the rate refuses: the probe stays available.
-			mustRefuse(t, a, "slow", 1, ttl, ReasonRate, 500*time.Millisecond)
+			mustRefuse(t, a, "slow", 1, ttl, Rate, 500*time.Millisecond)
 			clk.Add(500 * time.Millisecond)
 			probe, d := b.Admit(ctx, "slow", 1, ttl)
-			if !d.OK || !d.Probe {
+			if !d.Allowed || !d.Probe {
 				t.Fatalf("Admit = %+v, want the probe", d)
 			}
 			// The probe in flight refuses the rest, before rate is asked.
-			mustRefuse(t, a, "slow", 1, ttl, ReasonBreaker, 500*time.Millisecond)
+			mustRefuse(t, a, "slow", 1, ttl, Breaker, 500*time.Millisecond)
 			if s := a.State(ctx, "slow"); s != StateHalfOpen {
 				t.Fatalf("state %s with a probe in flight", s)
 			}
@@ -343,9 +343,9 @@ func TestBreaker(t *testing.T) {
 					t.Fatalf("state %s after 3 consecutive failures", s)
 				}
 			}
-			before := delayedCount(t, ReasonBreaker)
-			mustRefuse(t, b, "ep", 0, ttl, ReasonBreaker, 30*time.Second)
-			if delayedCount(t, ReasonBreaker) != before+1 {
+			before := delayedCount(t, "breaker")
+			mustRefuse(t, b, "ep", 0, ttl, Breaker, 30*time.Second)
+			if delayedCount(t, "breaker") != before+1 {
 				t.Fatal("herald_limit_delayed_total{reason=breaker} not counted")
 			}
 			if g := breakerGauge(t, StateOpen); g < 1 {
@@ -357,14 +357,14 @@ func TestBreaker(t *testing.T) {
 				}
 			}
 			clk.Add(30*time.Second - time.Millisecond)
-			mustRefuse(t, a, "ep", 0, ttl, ReasonBreaker, time.Millisecond)
+			mustRefuse(t, a, "ep", 0, ttl, Breaker, time.Millisecond)
 			clk.Add(time.Millisecond)
 
 			// Cool-downs double on failed probes up to the maximum.
 			for _, next := range []time.Duration{time.Minute, 2 * time.Minute, 2 * time.Minute} {
 				probe := oneProbe(t, both, "ep", ttl)
 				probe.Done(ctx, false)
-				mustRefuse(t, a, "ep", 0, ttl, ReasonBreaker, next)
+				mustRefuse(t, a, "ep", 0, ttl, Breaker, next)
 				clk.Add(next)
 			}
 			if s := a.State(ctx, "ep"); s != StateHalfOpen {
@@ -374,7 +374,7 @@ func TestBreaker(t *testing.T) {
 			// A probe whose sender died is given up after its lease TTL.
 			lost := oneProbe(t, both, "ep", ttl)
 			clk.Add(ttl - time.Second)
-			mustRefuse(t, a, "ep", 0, ttl, ReasonBreaker, time.Second)
+			mustRefuse(t, a, "ep", 0, ttl, Breaker, time.Second)
 			clk.Add(time.Second)
 			probe := oneProbe(t, both, "ep", ttl)
 			gauged := breakerGauge(t, StateOpen) + breakerGauge(t, StateHalfOpen)
@@ -396,7 +396,7 @@ func TestBreaker(t *testing.T) {
 			for i := range 3 {
 				mustAdmit(t, both[i%2], "ep", 0, ttl).Done(ctx, false)
 			}
-			mustRefuse(t, a, "ep", 0, ttl, ReasonBreaker, 30*time.Second)
+			mustRefuse(t, a, "ep", 0, ttl, Breaker, 30*time.Second)
 		})
 	}
 }
@@ -408,7 +408,7 @@ func oneProbe(t *testing.T, ls []*Limiter, ep string, ttl time.Duration) Permit 
 	var (
 		mu     sync.Mutex
 		probes []Permit
-		bad    []Decision
+		bad    []Verdict
 		wg     sync.WaitGroup
 	)
 	for i := range 16 {
@@ -417,9 +417,9 @@ func oneProbe(t *testing.T, ls []*Limiter, ep string, ttl time.Duration) Permit 
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
-			case d.OK && d.Probe:
+			case d.Allowed && d.Probe:
 				probes = append(probes, p)
-			case d.OK || d.Reason != ReasonBreaker || d.Wait <= 0 || d.Wait > ttl:
+			case d.Allowed || d.Cause != Breaker || d.RetryIn <= 0 || d.RetryIn > ttl:
 				bad = append(bad, d)
 			}
 		})
@@ -500,7 +500,7 @@ func TestRedisOutage(t *testing.T) {
 	// Shared: the cap holds across both.
 	p1 := mustAdmit(t, a, "ep", 0, ttl)
 	p2 := mustAdmit(t, b, "ep", 0, ttl)
-	mustRefuse(t, a, "ep", 0, ttl, ReasonConcurrency, time.Second)
+	mustRefuse(t, a, "ep", 0, ttl, Concurrency, time.Second)
 	p1.Done(ctx, true)
 	p2.Done(ctx, true)
 	held := mustAdmit(t, a, "ep", 0, ttl) // granted through Redis, Done during the outage
@@ -516,7 +516,7 @@ func TestRedisOutage(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 25 {
-				if p, d := a.Admit(ctx, "ep-busy", 0, ttl); d.OK {
+				if p, d := a.Admit(ctx, "ep-busy", 0, ttl); d.Allowed {
 					granted.Add(1)
 					p.Done(ctx, true)
 				}
@@ -532,7 +532,7 @@ func TestRedisOutage(t *testing.T) {
 	}
 	l1 := mustAdmit(t, a, "ep", 0, ttl)
 	l2 := mustAdmit(t, a, "ep", 0, ttl)
-	mustRefuse(t, a, "ep", 0, ttl, ReasonConcurrency, time.Second) // local cap
+	mustRefuse(t, a, "ep", 0, ttl, Concurrency, time.Second) // local cap
 	held.Done(ctx, false)
 	if s := a.State(ctx, "ep"); s != StateClosed {
 		t.Fatalf("local state %s", s)
@@ -552,9 +552,9 @@ func TestRedisOutage(t *testing.T) {
 	// Shared again: what a holds is seen by b.
 	s1 := mustAdmit(t, a, "ep", 0, ttl)
 	s2 := mustAdmit(t, a, "ep", 0, ttl)
-	mustRefuse(t, b, "ep", 0, ttl, ReasonConcurrency, time.Second)
+	mustRefuse(t, b, "ep", 0, ttl, Concurrency, time.Second)
 	l2.Done(ctx, true) // a local permit from the outage releases locally
-	mustRefuse(t, b, "ep", 0, ttl, ReasonConcurrency, time.Second)
+	mustRefuse(t, b, "ep", 0, ttl, Concurrency, time.Second)
 	s1.Done(ctx, true)
 	mustAdmit(t, b, "ep", 0, ttl).Done(ctx, true)
 	s2.Done(ctx, true)
@@ -581,4 +581,22 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// Causes name the reason label of herald_limit_delayed_total and of the
+// sender's herald_sender_delayed_total: dashboards and alerts match these
+// exact values.
+func TestCauseNames(t *testing.T) {
+	for c, want := range map[Cause]string{Breaker: "breaker", Rate: "rate", Concurrency: "concurrency", 0: "none", 9: "cause(9)"} {
+		if got := c.String(); got != want {
+			t.Errorf("Cause(%d).String() = %q, want %q", c, got, want)
+		}
+	}
+	l := New(nil, "", WithConcurrency(1))
+	mustAdmit(t, l, "ep-names", 0, time.Minute)
+	before := delayedCount(t, "concurrency")
+	mustRefuse(t, l, "ep-names", 0, time.Minute, Concurrency, time.Second)
+	if delayedCount(t, "concurrency") != before+1 {
+		t.Fatal("a concurrency refusal is not counted under reason=concurrency")
+	}
 }

@@ -20,7 +20,7 @@ type localEP struct {
 // sweepEvery is how often idle local entries are dropped.
 const sweepEvery = time.Minute
 
-func (l *Limiter) admitLocal(now time.Time, endpoint string, rate int, ttl time.Duration, lease string, outsideBreaker bool) Decision {
+func (l *Limiter) admitLocal(now time.Time, endpoint string, rate int, ttl time.Duration, lease string, outsideBreaker bool) Verdict {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sweep(now)
@@ -32,10 +32,10 @@ func (l *Limiter) admitLocal(now time.Time, endpoint string, rate int, ttl time.
 	probe := false
 	if !e.openUntil.IsZero() && !outsideBreaker {
 		if now.Before(e.openUntil) {
-			return Decision{Reason: ReasonBreaker, Wait: e.openUntil.Sub(now)}
+			return Verdict{Cause: Breaker, RetryIn: e.openUntil.Sub(now)}
 		}
 		if e.probe != "" && now.Before(e.probeUntil) {
-			return Decision{Reason: ReasonBreaker, Wait: min(e.probeUntil.Sub(now), l.coolDown)}
+			return Verdict{Cause: Breaker, RetryIn: min(e.probeUntil.Sub(now), l.coolDown)}
 		}
 		probe = true
 	}
@@ -48,7 +48,7 @@ func (l *Limiter) admitLocal(now time.Time, endpoint string, rate int, ttl time.
 		}
 		newTAT = tat.Add(t)
 		if allowAt := newTAT.Add(-time.Duration(burst(rate)) * t); allowAt.After(now) {
-			return Decision{Reason: ReasonRate, Wait: max(allowAt.Sub(now), time.Microsecond)}
+			return Verdict{Cause: Rate, RetryIn: max(allowAt.Sub(now), time.Microsecond)}
 		}
 	}
 	if l.capacity > 0 {
@@ -61,7 +61,7 @@ func (l *Limiter) admitLocal(now time.Time, endpoint string, rate int, ttl time.
 			}
 		}
 		if len(e.leases) >= l.capacity {
-			return Decision{Reason: ReasonConcurrency, Wait: max(min(first.Sub(now), maxConcurrencyWait), time.Millisecond)}
+			return Verdict{Cause: Concurrency, RetryIn: max(min(first.Sub(now), maxConcurrencyWait), time.Millisecond)}
 		}
 		e.leases[lease] = now.Add(ttl)
 	}
@@ -71,7 +71,7 @@ func (l *Limiter) admitLocal(now time.Time, endpoint string, rate int, ttl time.
 	if probe {
 		e.probe, e.probeUntil = lease, now.Add(ttl)
 	}
-	return Decision{OK: true, Probe: probe}
+	return Verdict{Allowed: true, Probe: probe}
 }
 
 // releaseLocal frees a local lease and records nothing.

@@ -17,18 +17,18 @@ func TestOutsideBreaker(t *testing.T) {
 			a, b, _, _ := replicas(t, mode, WithConcurrency(1), WithClock(clk.Now), WithBreaker(1, time.Second, time.Second), WithBreakerFailingFor(0))
 			ctx := context.Background()
 			ttl := 10 * time.Second
-			outside := func(l *Limiter, rate int) (Permit, Decision) {
-				return l.Admit(ctx, "ep", rate, ttl, OutsideBreaker())
+			outside := func(l *Limiter, rate int) (Permit, Verdict) {
+				return l.AdmitOutsideBreaker(ctx, "ep", rate, ttl)
 			}
 
 			mustAdmit(t, a, "ep", 0, ttl).Done(ctx, false) // opens the breaker for 1 s
-			mustRefuse(t, b, "ep", 0, ttl, ReasonBreaker, time.Second)
+			mustRefuse(t, b, "ep", 0, ttl, Breaker, time.Second)
 			p, d := outside(b, 0)
-			if !d.OK || d.Probe {
+			if !d.Allowed || d.Probe {
 				t.Fatalf("outside the breaker, with it open: %+v, want OK and no probe", d)
 			}
 			// It holds the one slot: deliveries and other tests wait for it.
-			if _, d := outside(a, 0); d.OK || d.Reason != ReasonConcurrency {
+			if _, d := outside(a, 0); d.Allowed || d.Cause != Concurrency {
 				t.Fatalf("second request outside the breaker with the cap full: %+v, want refused (concurrency)", d)
 			}
 			p.Done(ctx, true) // a success outside the breaker does not close it
@@ -38,12 +38,12 @@ func TestOutsideBreaker(t *testing.T) {
 
 			clk.Add(time.Second) // half-open: the probe is for deliveries
 			p, d = outside(a, 0)
-			if !d.OK || d.Probe {
+			if !d.Allowed || d.Probe {
 				t.Fatalf("outside the breaker, half-open: %+v, want OK and no probe", d)
 			}
 			p.Done(ctx, false) // nor does a failure re-open it
 			probe, d := b.Admit(ctx, "ep", 0, ttl)
-			if !d.OK || !d.Probe {
+			if !d.Allowed || !d.Probe {
 				t.Fatalf("delivery after a request outside the breaker: %+v, want the probe", d)
 			}
 			probe.Done(ctx, true)
@@ -52,9 +52,9 @@ func TestOutsideBreaker(t *testing.T) {
 			}
 
 			// The rate limit applies: 1/s with a burst of 1.
-			if _, d := outside(a, 1); !d.OK {
+			if _, d := outside(a, 1); !d.Allowed {
 				t.Fatalf("first request at 1/s: %+v", d)
-			} else if _, d := outside(b, 1); d.OK || d.Reason != ReasonRate {
+			} else if _, d := outside(b, 1); d.Allowed || d.Cause != Rate {
 				t.Fatalf("second request at 1/s: %+v, want refused (rate)", d)
 			}
 		})

@@ -18,7 +18,8 @@ import (
 // lease id, max concurrency wait (ms), max probe wait (ms), key slack (ms),
 // outside the breaker (1/0: the breaker is read, for open_until, but
 // neither refuses nor makes this request its probe).
-// Returns {ok, reason (0 none, 1 breaker, 2 rate, 3 concurrency), wait (us),
+// Returns {ok, cause (0 none, 1 breaker, 2 rate, 3 concurrency: the values
+// of Cause), wait (us),
 // probe, open_until (unix ms, 0 when closed)}.
 var admitScript = redis.NewScript(`
 local now_us = tonumber(ARGV[1])
@@ -132,25 +133,23 @@ redis.call('PEXPIRE', KEYS[2], ARGV[8])
 return {0, 0}
 `)
 
-var reasons = [...]string{1: ReasonBreaker, 2: ReasonRate, 3: ReasonConcurrency}
-
-func (l *Limiter) admitRedis(ctx context.Context, now time.Time, endpoint string, rate int, ttl time.Duration, lease string, outsideBreaker bool) (Decision, breakerState, error) {
+func (l *Limiter) admitRedis(ctx context.Context, now time.Time, endpoint string, rate int, ttl time.Duration, lease string, outsideBreaker bool) (Verdict, breakerState, error) {
 	keys := []string{l.key(endpoint, "breaker"), l.key(endpoint, "rate"), l.key(endpoint, "leases")}
 	res, err := admitScript.Run(ctx, l.rdb, keys,
 		now.UnixMicro(), rate, burst(rate), max(l.capacity, 0), ttl.Milliseconds(), lease,
 		maxConcurrencyWait.Milliseconds(), l.coolDown.Milliseconds(), keySlack.Milliseconds(), b01(outsideBreaker),
 	).Int64Slice()
 	if err != nil {
-		return Decision{}, breakerState{}, err
+		return Verdict{}, breakerState{}, err
 	}
-	if len(res) != 5 || res[1] < 0 || res[1] >= int64(len(reasons)) {
-		return Decision{}, breakerState{}, fmt.Errorf("limit: unexpected admit reply %v", res)
+	if len(res) != 5 || (res[0] != 1 && (res[1] < int64(Breaker) || res[1] > int64(Concurrency))) {
+		return Verdict{}, breakerState{}, fmt.Errorf("limit: unexpected admit reply %v", res)
 	}
 	st := breakerState{open: res[4] > 0, openUntil: res[4]}
 	if res[0] == 1 {
-		return Decision{OK: true, Probe: res[3] == 1}, st, nil
+		return Verdict{Allowed: true, Probe: res[3] == 1}, st, nil
 	}
-	return Decision{Reason: reasons[res[1]], Wait: time.Duration(res[2]) * time.Microsecond}, st, nil
+	return Verdict{Cause: Cause(res[1]), RetryIn: time.Duration(res[2]) * time.Microsecond}, st, nil
 }
 
 func (l *Limiter) recordRedis(ctx context.Context, now time.Time, endpoint, lease string, probe, success bool) (breakerState, error) {

@@ -18,11 +18,11 @@ import (
 type localLimiter struct{ *limit.Limiter }
 
 func (l localLimiter) Admit(ctx context.Context, ep string, rate int, ttl time.Duration) (Permit, Admission) {
-	p, d := l.Limiter.Admit(ctx, ep, rate, ttl)
+	p, v := l.Limiter.Admit(ctx, ep, rate, ttl)
 	if p == nil {
-		return nil, Admission{OK: d.OK, Wait: d.Wait, Reason: d.Reason}
+		return nil, Admission{OK: v.Allowed, Wait: v.RetryIn, Reason: v.Cause.String()}
 	}
-	return p, Admission{OK: d.OK, Wait: d.Wait, Reason: d.Reason}
+	return p, Admission{OK: v.Allowed, Wait: v.RetryIn, Reason: v.Cause.String()}
 }
 
 // With Redis down each sender limits alone. A job held back by one

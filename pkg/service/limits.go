@@ -18,8 +18,8 @@ import (
 type limiter struct{ *limit.Limiter }
 
 func (l limiter) Admit(ctx context.Context, endpoint string, rate int, ttl time.Duration) (sender.Permit, sender.Admission) {
-	p, d := l.Limiter.Admit(ctx, endpoint, rate, ttl)
-	adm := sender.Admission{OK: d.OK, Wait: d.Wait, Reason: d.Reason}
+	p, v := l.Limiter.Admit(ctx, endpoint, rate, ttl)
+	adm := sender.Admission{OK: v.Allowed, Wait: v.RetryIn, Reason: v.Cause.String()}
 	if p == nil {
 		return nil, adm
 	}
@@ -28,13 +28,14 @@ func (l limiter) Admit(ctx context.Context, endpoint string, rate int, ttl time.
 
 // testLimiter adapts limit.Limiter to the API's EndpointLimiter: test sends
 // obey each endpoint's rate limit and cap, shared with its deliveries
-// through Redis, outside its breaker (limit.OutsideBreaker says why).
+// through Redis, outside its breaker (limit.Limiter.AdmitOutsideBreaker
+// says why).
 type testLimiter struct{ *limit.Limiter }
 
 func (l testLimiter) Admit(ctx context.Context, endpoint string, rate int, ttl time.Duration) api.Admission {
-	p, d := l.Limiter.Admit(ctx, endpoint, rate, ttl, limit.OutsideBreaker())
+	p, v := l.AdmitOutsideBreaker(ctx, endpoint, rate, ttl)
 	if p == nil {
-		return api.Admission{Wait: d.Wait, Reason: d.Reason}
+		return api.Admission{Wait: v.RetryIn, Reason: v.Cause.String()}
 	}
 	// Done bounds its own Redis call, and must run even when the test's
 	// client has gone.

@@ -61,7 +61,7 @@ func TestAttemptCountsIgnoreRedisState(t *testing.T) {
 			for range 2 {
 				lim := limit.New(rdb, prefix, limit.WithConcurrency(1))
 				s := New(js, eps, WithWorkers(16), WithSchedule(retry.Schedule{time.Second}),
-					WithLimiter(localLimiter{lim}), WithEndpointConcurrency(1), WithLogger(testenv.Logger(t)))
+					WithLimiter(lim), WithEndpointConcurrency(1), WithLogger(testenv.Logger(t)))
 				wg.Add(1)
 				go func() { defer wg.Done(); _ = s.Run(ctx) }()
 			}

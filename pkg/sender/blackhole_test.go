@@ -58,7 +58,7 @@ func TestBlackholeEndpointDoesNotHoldUpHealthyOnes(t *testing.T) {
 	const capacity = 4
 	lim := limit.New(nil, "", limit.WithConcurrency(capacity))
 	s := New(js, eps, WithWorkers(32), WithSchedule(retry.Schedule{time.Hour}), WithScheduleThreshold(time.Second),
-		WithLimiter(localLimiter{lim}), WithEndpointConcurrency(capacity), WithLogger(testenv.Logger(t)))
+		WithLimiter(lim), WithEndpointConcurrency(capacity), WithLogger(testenv.Logger(t)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = s.Run(ctx); close(done) }()

@@ -15,16 +15,6 @@ import (
 	"github.com/heraldhq/herald/pkg/testenv"
 )
 
-type localLimiter struct{ *limit.Limiter }
-
-func (l localLimiter) Admit(ctx context.Context, ep string, rate int, ttl time.Duration) (Permit, Admission) {
-	p, v := l.Limiter.Admit(ctx, ep, rate, ttl)
-	if p == nil {
-		return nil, Admission{OK: v.Allowed, Wait: v.RetryIn, Reason: v.Cause.String()}
-	}
-	return p, Admission{OK: v.Allowed, Wait: v.RetryIn, Reason: v.Cause.String()}
-}
-
 // With Redis down each sender limits alone. A job held back by one
 // sender's cap and redelivered to another must still get its attempt: here
 // max_attempts is 1, so any wait counted as an attempt would dead-letter a
@@ -47,7 +37,7 @@ func TestLimitWaitsUseNoAttemptsWithoutRedis(t *testing.T) {
 	for range 2 {
 		lim := limit.New(nil, "", limit.WithConcurrency(2))
 		s := New(js, eps, WithWorkers(16), WithSchedule(retry.Schedule{time.Second}), WithScheduleThreshold(time.Minute),
-			WithLimiter(localLimiter{lim}), WithLogger(testenv.Logger(t)))
+			WithLimiter(lim), WithLogger(testenv.Logger(t)))
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = s.Run(ctx) }()
 	}

@@ -53,7 +53,7 @@ func TestHotEndpointIsServedAtItsCap(t *testing.T) {
 	}
 	before := testutil.ToFloat64(handoffs)
 	s := New(js, endpointsMap{"ep_hot": endpoint("ep_hot", srv.URL, 5)}, WithWorkers(64),
-		WithLimiter(localLimiter{lim}), WithEndpointConcurrency(capacity), WithLogger(testenv.Logger(t)))
+		WithLimiter(lim), WithEndpointConcurrency(capacity), WithLogger(testenv.Logger(t)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = s.Run(ctx); close(done) }()
@@ -77,7 +77,7 @@ func TestHotEndpointIsServedAtItsCap(t *testing.T) {
 	if h := testutil.ToFloat64(handoffs) - before; h == 0 {
 		t.Fatal("no refused job was handed a freed slot: every refusal went back to JetStream")
 	}
-	refused := testutil.ToFloat64(delayed.WithLabelValues(ReasonConcurrency))
+	refused := testutil.ToFloat64(delayed.WithLabelValues("concurrency"))
 	t.Logf("%d jobs, cap %d: peak %d in flight, %.0f handed a freed slot, %.0f concurrency refusals (all tests)",
 		jobs, capacity, peak.Load(), testutil.ToFloat64(handoffs)-before, refused)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/deliver"
+	"github.com/heraldhq/herald/pkg/limit"
 	"github.com/heraldhq/herald/pkg/ops"
 	"github.com/heraldhq/herald/pkg/store"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
@@ -82,7 +83,7 @@ func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
 	case err != nil:
 		// The store or its key is unavailable: not the endpoint's fault.
 		log.Warn().Err(err).Msg("endpoint lookup failed; job redelivered shortly")
-		s.wait(ctx, msg, job, Admission{Reason: reasonLookup, Wait: time.Second}, log)
+		s.wait(ctx, msg, job, delay{reason: reasonLookup, wait: time.Second}, log)
 		return
 	case !ep.Enabled:
 		s.skip(ctx, msg, job, "endpoint disabled"+reasonSuffix(ep.DisabledReason), log)
@@ -97,9 +98,9 @@ func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
 	}
 
 	timeout := time.Duration(ep.TimeoutMS) * time.Millisecond
-	permit, adm := s.admit(ctx, &ep, timeout, len(msg.Data()), w)
-	if !adm.OK {
-		s.wait(ctx, msg, job, s.pace(&ep, adm), log)
+	permit, v := s.admit(ctx, &ep, timeout, len(msg.Data()), w)
+	if !v.Allowed {
+		s.wait(ctx, msg, job, s.refused(&ep, v), log)
 		return
 	}
 
@@ -136,40 +137,47 @@ func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
 	}
 }
 
-// admit asks the limiter for a slot at the endpoint. It never asks Redis
-// when this process alone already fills the endpoint's cap. A job refused
-// by the cap of a fast endpoint waits here, briefly and without its worker
-// (see endpoints.holdFor), to be handed the slot of a request of this
-// process as it ends: a hot endpoint then stays at its cap instead of
-// idling while its refused jobs wait out their delays in JetStream. Any
-// other refusal goes back at once.
-func (s *Sender) admit(ctx context.Context, ep *store.Endpoint, timeout time.Duration, size int, w *worker) (Permit, Admission) {
+// leaseMargin is added to an endpoint's timeout for the lease TTL of its
+// slot: how long the slot outlives its request when Done never comes (the
+// sender died).
+const leaseMargin = 5 * time.Second
+
+// admit asks for a slot at the endpoint, in three layers: this process's
+// own count (it never asks Redis when its own requests already fill the
+// endpoint's cap, nor when jobs of this process queue for a slot), the
+// in-process handoff, and the limiter's shared leases. A job refused by the
+// cap of a fast endpoint waits here, briefly and without its worker (see
+// endpoints.holdFor), to be handed the slot of a request of this process
+// as it ends: a hot endpoint then stays at its cap instead of idling while
+// its refused jobs wait out their delays in JetStream. Any other refusal
+// is returned at once, as the limiter reported it.
+func (s *Sender) admit(ctx context.Context, ep *store.Endpoint, timeout time.Duration, size int, w *worker) (limit.Permit, limit.Verdict) {
 	var until time.Time
 	for {
-		permit, adm := Permit(nil), Admission{OK: true}
+		permit, v := limit.Permit(nil), limit.Verdict{Allowed: true}
 		switch {
 		case s.endpointCap > 0 && until.IsZero() && s.endpoints.queueing(ep.ID),
 			s.endpointCap > 0 && s.endpoints.busy(ep.ID, s.endpointCap):
-			adm = Admission{Reason: ReasonConcurrency}
+			v = limit.Verdict{Cause: limit.Concurrency}
 		case s.limiter != nil:
-			permit, adm = s.limiter.Admit(ctx, ep.ID, ep.RateLimit, timeout+5*time.Second)
+			permit, v = s.limiter.Admit(ctx, ep.ID, ep.RateLimit, timeout+leaseMargin)
 		}
-		if adm.OK && !until.IsZero() {
+		if v.Allowed && !until.IsZero() {
 			handoffs.Inc()
 		}
-		if adm.OK || adm.Reason != ReasonConcurrency {
-			return permit, adm
+		if v.Allowed || v.Cause != limit.Concurrency {
+			return permit, v
 		}
 		now := time.Now()
 		if until.IsZero() {
 			d := s.endpoints.holdFor(ep.ID, s.endpointCap, size)
 			if d <= 0 {
-				return nil, adm
+				return nil, v
 			}
 			until = now.Add(d)
 		}
 		if !now.Before(until) {
-			return nil, adm
+			return nil, v
 		}
 		w.release()
 		s.endpoints.hold(ep.ID, until.Sub(now), size)
@@ -179,51 +187,73 @@ func (s *Sender) admit(ctx context.Context, ep *store.Endpoint, timeout time.Dur
 
 // maxPace bounds the wait of a job refused by an endpoint's cap or rate
 // limit: past it the job comes back and is refused again, which costs
-// little at that spacing.
+// little at that spacing. The schedule threshold bounds it too.
 const maxPace = 10 * time.Second
 
-// pace sets how long a job refused by the endpoint's cap or rate limit
-// waits in JetStream: its place in the endpoint's virtual queue (see
-// endpoints.backoff), never less than the limiter's own hint for a rate
-// refusal. The limiter's hint for a full cap is its worst case (the first
-// lease's expiry), so for that the queue alone decides.
-func (s *Sender) pace(ep *store.Endpoint, adm Admission) Admission {
-	var floor time.Duration
-	switch adm.Reason {
-	case ReasonRate:
-		floor = adm.Wait
-	case ReasonConcurrency:
-	default:
-		return adm
+// delay is how a job that made no attempt goes back: why (the reason label
+// of herald_sender_delayed_total) and after how long.
+type delay struct {
+	reason string
+	wait   time.Duration
+	// paced: wait is the job's place in its endpoint's virtual queue, spread
+	// already, so it gets no jitter.
+	paced bool
+	// away: the job leaves the consumer as a message schedule however short
+	// the wait, so an unhealthy endpoint's jobs never fill MaxAckPending for
+	// everyone else.
+	away bool
+}
+
+// refused decides what becomes of a job the limits refused. A full cap or
+// a spent rate limit frees up soon: the job waits in the consumer for its
+// place in the endpoint's virtual queue (see pace). An open breaker's wait
+// is the rest of its cool-down (or of its probe), and the job leaves the
+// consumer meanwhile.
+func (s *Sender) refused(ep *store.Endpoint, v limit.Verdict) delay {
+	d := delay{reason: v.Cause.String(), wait: v.RetryIn}
+	switch v.Cause {
+	case limit.Concurrency:
+		// The limiter's hint for a full cap is its worst case (the first
+		// lease's expiry): the queue alone decides.
+		d.wait, d.paced = s.pace(ep, 0), true
+	case limit.Rate:
+		d.wait, d.paced = s.pace(ep, v.RetryIn), true
+	case limit.Breaker:
+		d.away = true
 	}
+	return d
+}
+
+// pace is how long a job refused by the endpoint's cap or rate limit waits
+// in JetStream: its place in the endpoint's virtual queue (see
+// endpoints.backoff), never less than floor, at most maxPace or the
+// schedule threshold.
+func (s *Sender) pace(ep *store.Endpoint, floor time.Duration) time.Duration {
 	slot := s.endpoints.slotTime(ep.ID, s.endpointCap, ep.RateLimit)
-	adm.Wait = s.endpoints.backoff(ep.ID, slot, floor, min(maxPace, s.threshold), s.now())
-	return adm
+	return s.endpoints.backoff(ep.ID, slot, floor, min(maxPace, s.threshold), s.now())
 }
 
 // wait puts back a job that made no attempt, with its count unchanged. A
 // short wait (an endpoint's cap or rate limit, an unreadable endpoint) is a
-// nak with a delay; a breaker's wait, or any wait longer than the schedule
-// threshold, leaves the consumer as a message schedule, so the jobs of an
-// unhealthy endpoint never fill MaxAckPending for everyone else.
-func (s *Sender) wait(ctx context.Context, msg jetstream.Msg, job *heraldv1.DeliveryJob, adm Admission, log zerolog.Logger) {
-	delayed.WithLabelValues(adm.Reason).Inc()
-	if adm.Reason != ReasonConcurrency && adm.Reason != ReasonRate {
-		// Jitter, so jobs refused together do not all return together
-		// (paced refusals are spread already).
-		adm.Wait += time.Duration(float64(adm.Wait) * 0.2 * s.rnd())
+// nak with a delay; a wait that must leave the consumer (a breaker's), or
+// any wait longer than the schedule threshold, becomes a message schedule.
+func (s *Sender) wait(ctx context.Context, msg jetstream.Msg, job *heraldv1.DeliveryJob, d delay, log zerolog.Logger) {
+	delayed.WithLabelValues(d.reason).Inc()
+	if !d.paced {
+		// Jitter, so jobs refused together do not all return together.
+		d.wait += time.Duration(float64(d.wait) * 0.2 * s.rnd())
 	}
-	if adm.Reason != ReasonBreaker && adm.Wait <= s.threshold {
-		s.settle(msg.NakWithDelay(adm.Wait), "nak")
+	if !d.away && d.wait <= s.threshold {
+		s.settle(msg.NakWithDelay(d.wait), "nak")
 		return
 	}
-	s.schedule(ctx, msg, job, int(job.PriorAttempts), adm.Wait, log)
+	s.schedule(ctx, msg, job, int(job.PriorAttempts), d.wait, log)
 }
 
 // hold hands the job of a paused endpoint to the Holder, then acks it.
 func (s *Sender) hold(ctx context.Context, msg jetstream.Msg, job *heraldv1.DeliveryJob, log zerolog.Logger) {
 	if s.holder == nil {
-		s.wait(ctx, msg, job, Admission{Reason: reasonPaused, Wait: 5 * time.Second}, log)
+		s.wait(ctx, msg, job, delay{reason: reasonPaused, wait: 5 * time.Second}, log)
 		return
 	}
 	if err := s.holder.Hold(ctx, job); err != nil {

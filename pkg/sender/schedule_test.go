@@ -125,7 +125,7 @@ func TestLongWaitsDoNotBlockHealthyEndpoints(t *testing.T) {
 			eps := endpointsMap{"ep_dead": dead, "ep_healthy": endpoint("ep_healthy", healthy.URL, 5)}
 			const maxAckPending, deadJobs = 10, 40
 			s := New(js, eps, WithWorkers(8), WithMaxAckPending(maxAckPending), WithSchedule(retry.Schedule{time.Hour}),
-				WithLimiter(localLimiter{limit.New(nil, "")}), WithLogger(testenv.Logger(t)))
+				WithLimiter(limit.New(nil, "")), WithLogger(testenv.Logger(t)))
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() { _ = s.Run(ctx); close(done) }()

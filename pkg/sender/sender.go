@@ -16,6 +16,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/deliver"
+	"github.com/heraldhq/herald/pkg/limit"
 	"github.com/heraldhq/herald/pkg/retry"
 	"github.com/heraldhq/herald/pkg/store"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
@@ -62,32 +63,17 @@ var (
 	}, []string{"op"})
 )
 
-// Reasons a limiter refuses a request.
-const (
-	ReasonConcurrency = "concurrency"
-	ReasonRate        = "rate"
-	ReasonBreaker     = "breaker"
-)
-
-// Admission is a limiter's answer.
-type Admission struct {
-	OK     bool
-	Wait   time.Duration
-	Reason string
-}
-
-// Permit is a granted request slot; Done releases it and tells the breaker
-// how the request went.
-type Permit interface {
-	Done(ctx context.Context, success bool)
-}
-
 // Limiter isolates endpoints from each other: a per-endpoint concurrency
-// cap, rate limit and circuit breaker, shared by all sender replicas. It
-// never blocks: it grants a slot or says how long to wait.
+// cap, rate limit and circuit breaker, shared by all sender replicas
+// (*limit.Limiter is one). It never blocks: it grants a slot, whose
+// permit's Done releases it and tells the breaker how the request went, or
+// reports which limit refused and how soon asking again may succeed. What
+// becomes of a refused job is the sender's to decide (see refused).
 type Limiter interface {
-	Admit(ctx context.Context, endpoint string, rateLimit int, leaseTTL time.Duration) (Permit, Admission)
+	Admit(ctx context.Context, endpoint string, rateLimit int, leaseTTL time.Duration) (limit.Permit, limit.Verdict)
 }
+
+var _ Limiter = (*limit.Limiter)(nil)
 
 // Holder keeps the jobs of a paused endpoint, in arrival order, until it
 // is resumed (package hold).

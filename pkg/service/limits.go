@@ -10,21 +10,7 @@ import (
 	"github.com/heraldhq/herald/pkg/api"
 	"github.com/heraldhq/herald/pkg/limit"
 	"github.com/heraldhq/herald/pkg/ratelimit"
-	"github.com/heraldhq/herald/pkg/sender"
 )
-
-// limiter adapts limit.Limiter to the sender's Limiter: the two packages
-// know nothing of each other.
-type limiter struct{ *limit.Limiter }
-
-func (l limiter) Admit(ctx context.Context, endpoint string, rate int, ttl time.Duration) (sender.Permit, sender.Admission) {
-	p, v := l.Limiter.Admit(ctx, endpoint, rate, ttl)
-	adm := sender.Admission{OK: v.Allowed, Wait: v.RetryIn, Reason: v.Cause.String()}
-	if p == nil {
-		return nil, adm
-	}
-	return p, adm
-}
 
 // testLimiter adapts limit.Limiter to the API's EndpointLimiter: test sends
 // obey each endpoint's rate limit and cap, shared with its deliveries

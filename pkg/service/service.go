@@ -288,7 +288,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 			sender.WithScheduleThreshold(cfg.ScheduleThreshold),
 			sender.WithMaxAckPending(cfg.SenderMaxAckPending),
 			sender.WithOps(ops.New(js)),
-			sender.WithLimiter(limiter{lim}),
+			sender.WithLimiter(lim),
 			sender.WithEndpointConcurrency(cfg.EndpointConcurrency),
 			sender.WithRetryAfterMax(cfg.RetryAfterMax),
 			sender.WithHealth(lim, cfg.DisableAfter),

@@ -10,21 +10,73 @@ const (
 	// minLimitWait is the shortest wait after a concurrency refusal: shorter
 	// ones would only spin jobs through JetStream.
 	minLimitWait = time.Millisecond
-	// maxHold bounds how long a refused job may wait in this process for a
-	// slot of a fast endpoint before it goes back to JetStream. It is far
-	// below AckWait, and only fast endpoints qualify (see holdFor), so a
-	// slow endpoint's jobs never wait here.
-	maxHold = 200 * time.Millisecond
-	// fastEndpoint is the average slot time up to which an endpoint's
-	// refused jobs may wait for a slot in process.
-	fastEndpoint = 20 * time.Millisecond
-	// maxWaitingPerEndpoint, maxWaiting and maxWaitingBytes bound the jobs
-	// waiting in process: per endpoint, in all, and by the size of their
-	// messages.
-	maxWaitingPerEndpoint = 1024
-	maxWaiting            = 4096
-	maxWaitingBytes       = 64 << 20
+	// minSlotStep is the closest spacing of the returns of an endpoint's
+	// refused jobs (see slotTime).
+	minSlotStep = 10 * time.Microsecond
+	// fastSlotsPerWait makes an endpoint fast, so that its refused jobs may
+	// wait in process for a slot, when its average slot time fits this many
+	// times into the handoff's wait (20 ms for the default 200 ms). A job
+	// first in line then waits about two slot times, and a slow endpoint's
+	// jobs never wait here.
+	fastSlotsPerWait = 10
+	// freedTokens is how many wake-ups of jobs waiting for an endpoint's
+	// slot may be pending at once; more requests ending at once wake no
+	// more jobs, and those left wait out their hold.
+	freedTokens = 16
 )
+
+// Defaults of the in-process handoff (see Handoff).
+const (
+	DefaultHandoffWait         = 200 * time.Millisecond
+	DefaultHandoffEndpointJobs = 1024
+	DefaultHandoffJobs         = 4096
+	DefaultHandoffBytes        = 64 << 20
+)
+
+// Handoff bounds the in-process handoff: a job refused by the cap of a
+// fast endpoint may wait in this process, without a worker, to be handed
+// the slot of a request of this process as it ends (see endpoints.holdFor),
+// instead of going back to JetStream at once. Each job waiting holds its
+// message in memory.
+type Handoff struct {
+	// Wait is the longest a job waits here before it goes back to
+	// JetStream (HERALD_ENDPOINT_HANDOFF_WAIT); keep it far below AckWait.
+	// It also says which endpoints are fast: those whose average slot time
+	// is at most a tenth of it.
+	Wait time.Duration
+	// EndpointJobs bounds the jobs waiting for one endpoint's slots
+	// (HERALD_ENDPOINT_HANDOFF_JOBS). Fewer wait when the endpoint cannot
+	// serve that many within Wait.
+	EndpointJobs int
+	// Jobs and Bytes bound the jobs waiting in the process, in number and
+	// by the size of their messages (HERALD_SENDER_HANDOFF_JOBS,
+	// HERALD_SENDER_HANDOFF_BYTES).
+	Jobs  int
+	Bytes int64
+}
+
+// defaultHandoff is the handoff's bounds unless WithHandoff changes them.
+var defaultHandoff = Handoff{
+	Wait: DefaultHandoffWait, EndpointJobs: DefaultHandoffEndpointJobs,
+	Jobs: DefaultHandoffJobs, Bytes: DefaultHandoffBytes,
+}
+
+// or returns h with its unset (zero or negative) bounds taken from def.
+func (h Handoff) or(def Handoff) Handoff {
+	if h.Wait <= 0 {
+		h.Wait = def.Wait
+	}
+	if h.EndpointJobs <= 0 {
+		h.EndpointJobs = def.EndpointJobs
+	}
+	if h.Jobs <= 0 {
+		h.Jobs = def.Jobs
+	}
+	if h.Bytes <= 0 {
+		h.Bytes = def.Bytes
+	}
+	return h
+}
 
 // endpoints keeps this process's view of each endpoint it sends to: a
 // moving average of how long a request holds a slot, the requests in
@@ -36,6 +88,7 @@ type endpoints struct {
 	m            sync.Map // endpoint id -> *endpointState
 	waiting      atomic.Int64
 	waitingBytes atomic.Int64
+	handoff      Handoff // set before the first job, read only after
 }
 
 type endpointState struct {
@@ -57,7 +110,7 @@ func (l *endpoints) get(endpoint string) *endpointState {
 	if v, ok := l.m.Load(endpoint); ok {
 		return v.(*endpointState)
 	}
-	v, _ := l.m.LoadOrStore(endpoint, &endpointState{freed: make(chan struct{}, 16)})
+	v, _ := l.m.LoadOrStore(endpoint, &endpointState{freed: make(chan struct{}, freedTokens)})
 	return v.(*endpointState)
 }
 
@@ -143,22 +196,24 @@ func (l *endpoints) queueing(endpoint string) bool {
 // JetStream at once: the endpoint is not known to be fast; this process has
 // no request to it in flight, so no slot will be freed here (the other
 // replicas hold the cap); as many jobs wait already as the endpoint can
-// take within maxHold (a hot endpoint's backlog thus waits here only as far
-// as it will be served soon); or the process's bounds on waiting jobs are
-// reached. The wait is about the time the jobs ahead of it take, plus two
-// slot times, never more than maxHold.
+// take within the handoff's wait (a hot endpoint's backlog thus waits here
+// only as far as it will be served soon), or as its bound allows; or the
+// process's bounds on waiting jobs are reached. The wait is about the time
+// the jobs ahead of it take, plus two slot times, never more than the
+// handoff's wait.
 func (l *endpoints) holdFor(endpoint string, capacity, size int) time.Duration {
+	h := &l.handoff
 	e := l.get(endpoint)
 	avg := time.Duration(e.avg.Load())
-	if avg <= 0 || avg > fastEndpoint || capacity <= 0 || e.inFlight.Load() <= 0 {
+	if avg <= 0 || avg > h.Wait/fastSlotsPerWait || capacity <= 0 || e.inFlight.Load() <= 0 {
 		return 0
 	}
 	waiting := int64(e.waiting.Load())
-	limit := min(max(int64(capacity)*int64(maxHold/avg), int64(capacity)), maxWaitingPerEndpoint)
-	if waiting >= limit || l.waiting.Load() >= maxWaiting || l.waitingBytes.Load()+int64(size) > maxWaitingBytes {
+	most := min(max(int64(capacity)*int64(h.Wait/avg), int64(capacity)), int64(h.EndpointJobs))
+	if waiting >= most || l.waiting.Load() >= int64(h.Jobs) || l.waitingBytes.Load()+int64(size) > h.Bytes {
 		return 0
 	}
-	return min(maxHold, time.Duration(waiting/int64(capacity)+2)*avg+minLimitWait)
+	return min(h.Wait, time.Duration(waiting/int64(capacity)+2)*avg+minLimitWait)
 }
 
 // hold waits up to d for a request to endpoint to end in this process; it
@@ -197,7 +252,7 @@ func (l *endpoints) slotTime(endpoint string, capacity, rate int) time.Duration 
 	if rate > 0 {
 		step = max(step, time.Second/time.Duration(rate))
 	}
-	return max(step, 10*time.Microsecond)
+	return max(step, minSlotStep)
 }
 
 // backoff is how long a job refused by endpoint's cap or rate limit should

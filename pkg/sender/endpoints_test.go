@@ -39,7 +39,7 @@ func TestBackoffSpacesRefusedJobs(t *testing.T) {
 }
 
 func TestHoldOnlyForFastEndpointsAndBounded(t *testing.T) {
-	var l endpoints
+	l := endpoints{handoff: defaultHandoff}
 	if d := l.holdFor("new", 10, 1); d != 0 {
 		t.Fatalf("an endpoint never measured may hold jobs (%v)", d)
 	}
@@ -48,7 +48,7 @@ func TestHoldOnlyForFastEndpointsAndBounded(t *testing.T) {
 		t.Fatalf("a slow endpoint's job may wait in process (%v)", d)
 	}
 	fast := l.get("fast")
-	fast.avg.Store(int64(100 * time.Millisecond / 10)) // 10 ms: 20 per slot within maxHold
+	fast.avg.Store(int64(100 * time.Millisecond / 10)) // 10 ms: 20 per slot within the 200 ms wait
 	if d := l.holdFor("fast", 2, 1); d != 0 {
 		t.Fatalf("no request in flight here, so nothing will free a slot here, yet a job may wait (%v)", d)
 	}
@@ -60,13 +60,62 @@ func TestHoldOnlyForFastEndpointsAndBounded(t *testing.T) {
 	if d := l.holdFor("fast", 2, 1); d != 7*10*time.Millisecond+minLimitWait {
 		t.Fatalf("behind 10 jobs: hold %v, want seven slot times", d)
 	}
-	fast.waiting.Store(40) // 2 slots x 20 requests each within maxHold
+	fast.waiting.Store(40) // 2 slots x 20 requests each within the 200 ms wait
 	if d := l.holdFor("fast", 2, 1); d != 0 {
-		t.Fatalf("more jobs wait than the endpoint serves within %v, and yet another may (%v)", maxHold, d)
+		t.Fatalf("more jobs wait than the endpoint serves within %v, and yet another may (%v)", DefaultHandoffWait, d)
 	}
 	fast.waiting.Store(0)
-	if d := l.holdFor("fast", 2, maxWaitingBytes+1); d != 0 {
+	if d := l.holdFor("fast", 2, DefaultHandoffBytes+1); d != 0 {
 		t.Fatal("a job over the byte budget may wait in process")
+	}
+}
+
+// The handoff's bounds are the sender's options: a shorter wait makes
+// fewer endpoints fast and caps every hold; the per-endpoint, per-process
+// and byte bounds each turn a job away; unset bounds keep their defaults.
+func TestHoldHonoursConfiguredHandoff(t *testing.T) {
+	s := New(nil, nil, WithHandoff(Handoff{Wait: 50 * time.Millisecond, EndpointJobs: 3, Jobs: 5, Bytes: 100}))
+	l := &s.endpoints
+	ten := l.get("ten") // fast under the default 200 ms wait, not under 50 ms
+	ten.avg.Store(int64(10 * time.Millisecond))
+	ten.inFlight.Store(1)
+	if d := l.holdFor("ten", 2, 1); d != 0 {
+		t.Fatalf("a 10 ms endpoint is fast under a 50 ms wait (hold %v); the limit is a tenth of it", d)
+	}
+	fast := l.get("fast")
+	fast.avg.Store(int64(5 * time.Millisecond))
+	fast.inFlight.Store(1)
+	if d := l.holdFor("fast", 2, 1); d != 2*5*time.Millisecond+minLimitWait {
+		t.Fatalf("first in line at a 5 ms endpoint: hold %v, want two slot times", d)
+	}
+	fast.waiting.Store(2)
+	if d := l.holdFor("fast", 100, 1); d != 2*5*time.Millisecond+minLimitWait {
+		t.Fatalf("behind 2 jobs of 3 allowed: hold %v, want two slot times", d)
+	}
+	fast.waiting.Store(3)
+	if d := l.holdFor("fast", 100, 1); d != 0 {
+		t.Fatalf("a fourth job waits for one endpoint, bound 3 (hold %v)", d)
+	}
+	fast.waiting.Store(0)
+	if d := l.holdFor("fast", 2, 101); d != 0 {
+		t.Fatalf("a 101-byte job waits in process, bound 100 bytes (hold %v)", d)
+	}
+	l.waiting.Store(5)
+	if d := l.holdFor("fast", 2, 1); d != 0 {
+		t.Fatalf("a sixth job waits in process, bound 5 (hold %v)", d)
+	}
+	l.waiting.Store(0)
+	fast.avg.Store(int64(4 * time.Millisecond))
+	fast.waiting.Store(2) // one round of 2 slots ahead, within 50 ms
+	if d := l.holdFor("fast", 2, 1); d != 3*4*time.Millisecond+minLimitWait {
+		t.Fatalf("behind 2 jobs: hold %v, want three slot times", d)
+	}
+
+	if h := New(nil, nil, WithHandoff(Handoff{Jobs: 7})).endpoints.handoff; h != (Handoff{Wait: DefaultHandoffWait, EndpointJobs: DefaultHandoffEndpointJobs, Jobs: 7, Bytes: DefaultHandoffBytes}) {
+		t.Fatalf("unset bounds not defaulted: %+v", h)
+	}
+	if h := New(nil, nil).endpoints.handoff; h != defaultHandoff {
+		t.Fatalf("without WithHandoff the bounds are %+v, want the defaults", h)
 	}
 }
 

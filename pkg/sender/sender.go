@@ -200,6 +200,13 @@ func WithScheduleThreshold(d time.Duration) Option { return func(s *Sender) { s.
 // when its own requests in flight already fill it.
 func WithEndpointConcurrency(n int) Option { return func(s *Sender) { s.endpointCap = n } }
 
+// WithHandoff bounds the in-process handoff of freed slots to jobs refused
+// by a fast endpoint's cap (see Handoff); unset bounds keep their defaults
+// (200 ms, 1,024 jobs per endpoint, 4,096 jobs and 64 MiB per process).
+func WithHandoff(h Handoff) Option {
+	return func(s *Sender) { s.endpoints.handoff = h.or(defaultHandoff) }
+}
+
 // WithMaxAckPending sets the consumer's MaxAckPending across all replicas.
 func WithMaxAckPending(n int) Option { return func(s *Sender) { s.maxAckPending = n } }
 
@@ -220,6 +227,7 @@ func New(js jetstream.JetStream, eps Endpoints, opts ...Option) *Sender {
 		threshold: time.Minute, disableAfter: 5 * 24 * time.Hour, retryAfterMax: DefaultRetryAfterMax,
 		log: zerolog.Nop(), rnd: rand.Float64, now: time.Now, ready: make(chan struct{}),
 	}
+	s.endpoints.handoff = defaultHandoff
 	for _, o := range opts {
 		o(s)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/heraldhq/herald/pkg/payload"
 	"github.com/heraldhq/herald/pkg/retry"
 	"github.com/heraldhq/herald/pkg/seal"
+	"github.com/heraldhq/herald/pkg/sender"
 )
 
 // Roles says which parts of Herald a process runs.
@@ -70,6 +71,15 @@ type Config struct {
 	// EndpointConcurrency caps requests in flight per endpoint across all
 	// senders.
 	EndpointConcurrency int
+	// EndpointHandoffWait, EndpointHandoffJobs, SenderHandoffJobs and
+	// SenderHandoffBytes bound the jobs refused by a fast endpoint's cap
+	// that wait in the sender for a slot freed in process (sender.Handoff):
+	// the longest wait (shorter than AckWait), the jobs waiting for one
+	// endpoint, and the jobs and message bytes waiting in one process.
+	EndpointHandoffWait time.Duration
+	EndpointHandoffJobs int
+	SenderHandoffJobs   int
+	SenderHandoffBytes  int64
 	// BreakerFailures consecutive failures spanning at least
 	// BreakerFailingFor without a success open an endpoint's breaker for
 	// BreakerCoolDown (doubling on failed probes up to 10 minutes).
@@ -196,6 +206,14 @@ func FromEnv(def Config) (Config, error) {
 	dur("HERALD_DISABLE_AFTER", &c.DisableAfter)
 	num("HERALD_SENDER_MAX_ACK_PENDING", &c.SenderMaxAckPending)
 	num("HERALD_ENDPOINT_CONCURRENCY", &c.EndpointConcurrency)
+	dur("HERALD_ENDPOINT_HANDOFF_WAIT", &c.EndpointHandoffWait)
+	num("HERALD_ENDPOINT_HANDOFF_JOBS", &c.EndpointHandoffJobs)
+	num("HERALD_SENDER_HANDOFF_JOBS", &c.SenderHandoffJobs)
+	var handoffBytes int
+	num("HERALD_SENDER_HANDOFF_BYTES", &handoffBytes)
+	if handoffBytes > 0 {
+		c.SenderHandoffBytes = int64(handoffBytes)
+	}
 	num("HERALD_BREAKER_FAILURES", &c.BreakerFailures)
 	dur("HERALD_BREAKER_FAILING_FOR", &c.BreakerFailingFor)
 	dur("HERALD_BREAKER_COOLDOWN", &c.BreakerCoolDown)
@@ -268,6 +286,11 @@ func FromEnv(def Config) (Config, error) {
 		if _, err := time.ParseDuration(c.NATSSync); err != nil {
 			errs = append(errs, fmt.Sprintf("HERALD_NATS_SYNC=%q: want \"always\" or a duration", c.NATSSync))
 		}
+	}
+	// A job waiting in the sender is not reported in progress: past AckWait
+	// JetStream would hand it to another sender too.
+	if d := c.withDefaults(); d.EndpointHandoffWait >= d.AckWait {
+		errs = append(errs, fmt.Sprintf("HERALD_ENDPOINT_HANDOFF_WAIT=%v: want less than HERALD_ACK_WAIT (%v)", d.EndpointHandoffWait, d.AckWait))
 	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
@@ -349,6 +372,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EndpointConcurrency <= 0 {
 		c.EndpointConcurrency = 10
+	}
+	if c.EndpointHandoffWait <= 0 {
+		c.EndpointHandoffWait = sender.DefaultHandoffWait
+	}
+	if c.EndpointHandoffJobs <= 0 {
+		c.EndpointHandoffJobs = sender.DefaultHandoffEndpointJobs
+	}
+	if c.SenderHandoffJobs <= 0 {
+		c.SenderHandoffJobs = sender.DefaultHandoffJobs
+	}
+	if c.SenderHandoffBytes <= 0 {
+		c.SenderHandoffBytes = sender.DefaultHandoffBytes
 	}
 	if c.BreakerFailures <= 0 {
 		c.BreakerFailures = 5

@@ -290,6 +290,8 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 			sender.WithOps(ops.New(js)),
 			sender.WithLimiter(lim),
 			sender.WithEndpointConcurrency(cfg.EndpointConcurrency),
+			sender.WithHandoff(sender.Handoff{Wait: cfg.EndpointHandoffWait, EndpointJobs: cfg.EndpointHandoffJobs,
+				Jobs: cfg.SenderHandoffJobs, Bytes: cfg.SenderHandoffBytes}),
 			sender.WithRetryAfterMax(cfg.RetryAfterMax),
 			sender.WithHealth(lim, cfg.DisableAfter),
 			sender.WithClient(dc),

@@ -39,6 +39,10 @@ import (
 //	  failed, attempts left                 retry: schedule with the count raised, ack
 //	  failed, none left                     dead-letter
 //
+// The limiter only reports why it refused (a limit.Verdict: the cause and
+// how soon asking again may succeed); which of the two waits follows, and
+// for how long, is decided here (refused).
+//
 // The attempt count. The attempt a message makes is always
 // job.prior_attempts + 1. Only a recorded outcome raises the count: a
 // failed attempt publishes the job again, as a message schedule, with

@@ -186,7 +186,15 @@ type Limiter struct {
 	id  string // lease id prefix, unique to this Limiter
 	seq atomic.Uint64
 
-	down         atomic.Bool
+	down atomic.Bool
+
+	// outages counts the times Redis was found unusable: while it is,
+
+	// the cap holds per process only (tests read it to know which bound
+
+	// applies).
+
+	outages      atomic.Int64
 	nextCheck    atomic.Int64 // unix ns of the next PING while down
 	pinging      atomic.Bool
 	recheckEvery time.Duration
@@ -423,6 +431,7 @@ func (l *Limiter) redisFailed(ctx context.Context, err error) {
 	}
 	l.nextCheck.Store(time.Now().Add(l.recheckEvery).UnixNano())
 	if l.down.CompareAndSwap(false, true) {
+		l.outages.Add(1)
 		redisUp.Set(0)
 		l.log.Warn().Err(err).Msg("redis unavailable; endpoint limits are enforced per process until it returns")
 	}

@@ -133,8 +133,16 @@ func TestConcurrencyCapAcrossReplicas(t *testing.T) {
 		t.Fatal(e)
 	}
 	t.Logf("max in flight %d (cap %d), %d refusals for %d requests", maxSeen.Load(), limit, refused.Load(), workers*each)
-	if maxSeen.Load() > limit {
-		t.Fatalf("%d requests in flight, cap is %d", maxSeen.Load(), limit)
+	// A Redis call slower than the 500 ms budget (a loaded machine) is
+	// decided locally, where each replica holds the cap alone: the bound is
+	// then the documented degraded one.
+	bound := int64(limit)
+	if n := a.outages.Load() + b.outages.Load(); n > 0 {
+		bound = 2 * limit
+		t.Logf("Redis was too slow %d times: each replica enforced the cap alone meanwhile", n)
+	}
+	if maxSeen.Load() > bound {
+		t.Fatalf("%d requests in flight, cap is %d (bound %d)", maxSeen.Load(), limit, bound)
 	}
 	if refused.Load() == 0 {
 		t.Fatal("no refusal: the test did not contend")

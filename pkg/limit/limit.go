@@ -187,13 +187,8 @@ type Limiter struct {
 	seq atomic.Uint64
 
 	down atomic.Bool
-
-	// outages counts the times Redis was found unusable: while it is,
-
-	// the cap holds per process only (tests read it to know which bound
-
-	// applies).
-
+	// outages counts the times Redis was found unusable: while it is, the
+	// cap holds per process only (tests read it to know which bound applies).
 	outages      atomic.Int64
 	nextCheck    atomic.Int64 // unix ns of the next PING while down
 	pinging      atomic.Bool

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -91,7 +92,9 @@ func runInfo(t *testing.T, cfg service.Config) service.Info {
 		select {
 		case <-done:
 		case <-time.After(30 * time.Second):
-			t.Error("service did not stop")
+			var dump strings.Builder
+			_ = pprof.Lookup("goroutine").WriteTo(&dump, 1)
+			t.Errorf("service did not stop; goroutines:\n%s", dump.String())
 		}
 	})
 	select {

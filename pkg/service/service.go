@@ -121,7 +121,10 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 	}
 	defer nc.Close()
 
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192))
+	// An async publish whose ack never comes (the stream was deleted, a
+	// server restarted) must not stay pending forever: each would hold one
+	// of the 8192 slots for good, and a graceful stop waits for them all.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192), jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}

@@ -135,9 +135,11 @@ func RedisProcess(t testing.TB) *Process {
 }
 
 // FlushRedis empties the Redis at url (FLUSHALL), as an operator's mistake
-// or a failover to an empty replica would. Only for a Redis the test owns
-// (RedisProcess): it deletes every key, not just the test's.
-func FlushRedis(t testing.TB, url string) {
+// or a failover to an empty replica would, and returns how many keys the
+// database of url held just before, so a test can tell it flushed
+// something. Only for a Redis the test owns (RedisProcess): it deletes
+// every key, not just the test's.
+func FlushRedis(t testing.TB, url string) (keys int64) {
 	t.Helper()
 	opt, err := redis.ParseURL(url)
 	if err != nil {
@@ -147,9 +149,13 @@ func FlushRedis(t testing.TB, url string) {
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := rdb.FlushAll(ctx).Err(); err != nil {
+	pipe := rdb.TxPipeline() // MULTI: nothing is written between the count and the flush
+	size := pipe.DBSize(ctx)
+	pipe.FlushAll(ctx)
+	if _, err := pipe.Exec(ctx); err != nil {
 		t.Fatalf("testenv: FLUSHALL on %s: %v", url, err)
 	}
+	return size.Val()
 }
 
 // checkRedisPid asks addr for INFO server and checks the answer comes from

@@ -264,7 +264,9 @@ func TestFlushRedis(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testenv.FlushRedis(t, p.URL())
+	if n := testenv.FlushRedis(t, p.URL()); n != 2 {
+		t.Errorf("FlushRedis = %d keys; want the 2 it flushed", n)
+	}
 	if n, err := rdb.DBSize(ctx(t)).Result(); err != nil || n != 0 {
 		t.Fatalf("after FlushRedis: %d keys, %v; want none", n, err)
 	}

@@ -26,8 +26,8 @@ test: test-deps vet fuzz
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 ## test-faults: the fault suite (services/faults): steady load through ingest, router, two
-## senders, nats-server and Redis as processes, one fault per row, then the ledger; prints a
-## table (~2 min on 2 cores). No -race: the Herald binaries it runs are built without it, as
+## senders, nats-server and Redis as processes, one fault per row, then exact counts per event
+## and endpoint (healthy, first-fail, always-fail); prints a table (~3.5 min on 2 cores). No -race: the Herald binaries it runs are built without it, as
 ## operators run them; -race would slow only the test's own producer and receiver, which
 ## skews the faults they play (HERALD_FAULTS_RACE=1 builds the binaries with -race instead).
 .PHONY: test-faults

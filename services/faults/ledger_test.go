@@ -3,27 +3,73 @@ package faults
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/heraldhq/herald/pkg/bus"
+	"github.com/heraldhq/herald/pkg/dlq"
+	"github.com/heraldhq/herald/pkg/store"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 )
 
-// subscribers says which receiver endpoints an event type must reach.
-var subscribers = map[string][]string{
-	"order.created":  {"a"},
-	"order.paid":     {"a", "b"},
-	"order.refunded": {"a"},
+// endpointSpec is one of the three endpoints every row has.
+type endpointSpec struct {
+	key    string // the receiver's path, and the ledger's name for it
+	kind   string // for the report
+	behave behaviour
+	events []string
+	// maxAttempts is the endpoint's max_attempts; 0 leaves Herald's
+	// default (store.DefaultMaxAttempts).
+	maxAttempts int
+	// want is how many requests each event takes to reach its final state:
+	// 1 (delivered at once), 2 (failed, then delivered), 3 (failed three
+	// times, then dead-lettered).
+	want int
+	// slack is how long after it was due an event's job takes unfaulted,
+	// retries included (they fire on whole seconds); beyond it, the event
+	// was held up by the fault.
+	slack time.Duration
 }
 
-// heldUpAfter is the end-to-end time (from when the producer meant to send
-// an event to its last job's delivery or dead-letter) beyond which an event
-// counts as held up by the fault. Unfaulted, it is tens of milliseconds.
-const heldUpAfter = time.Second
+func (e endpointSpec) attemptLimit() int {
+	if e.maxAttempts > 0 {
+		return e.maxAttempts
+	}
+	return store.DefaultMaxAttempts
+}
+
+// endpoints of every row; probeKey is the endpoint probe creates after the
+// fault, which the books leave out.
+var endpoints = []endpointSpec{
+	{key: "ok", kind: "healthy", behave: healthy, events: []string{"order.*"}, want: 1, slack: time.Second},
+	{key: "ff", kind: "first-fail", behave: firstFail, events: []string{"order.paid"}, want: 2, slack: 3 * time.Second},
+	{key: "af", kind: "always-fail", behave: alwaysFail, events: []string{"order.refunded"}, maxAttempts: 3, want: 3, slack: 6 * time.Second},
+}
+
+const probeKey = "p"
+
+func spec(key string) (endpointSpec, bool) {
+	for _, e := range endpoints {
+		if e.key == key {
+			return e, true
+		}
+	}
+	return endpointSpec{}, false
+}
+
+// subscribers says which endpoints an event type must reach (the endpoints'
+// event filters, spelled out).
+var subscribers = map[string][]string{
+	"order.created":  {"ok"},
+	"order.paid":     {"ok", "ff"},
+	"order.refunded": {"ok", "af"},
+}
 
 // Ledger is the producer's side of the books: every event accepted (a 202,
 // or a JetStream ack for those published to NATS), with when it was due and
@@ -72,42 +118,80 @@ func (l *Ledger) Pairs() []pair {
 	return out
 }
 
-// Jobs is how many (event, endpoint) jobs the accepted events owe.
-func (l *Ledger) Jobs() int {
+// Jobs is how many jobs the accepted events owe endpoint key.
+func (l *Ledger) Jobs(key string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := 0
 	for _, e := range l.events {
-		n += len(subscribers[e.typ])
+		if slices.Contains(subscribers[e.typ], key) {
+			n++
+		}
 	}
 	return n
+}
+
+// allowance is what a row's fault explains beyond the exact counts, each
+// with the reason; an empty reason allows none. Missing requests, attempt
+// numbers above max_attempts and dead letters of endpoints that answer 2xx
+// are never allowed.
+type allowance struct {
+	// repeat: one attempt number reached an endpoint more than once.
+	repeat string
+	// beyond: the healthy or first-fail endpoint saw attempt numbers
+	// above its expected count (an answer it wrote never reached Herald).
+	beyond string
+	// deadTwice: an always-fail event has more than one dead letter.
+	deadTwice string
+	// unseen: attempts Herald made never reached the receiver (its
+	// listener was closed); each must be in Herald's ATTEMPTS stream as a
+	// connection failure or timeout, or it counts as missing.
+	unseen string
+}
+
+// reasons lists the allowance's reasons for the report.
+func (a allowance) reasons() []string {
+	var out []string
+	for _, r := range []struct{ what, why string }{
+		{"repeated attempt numbers", a.repeat},
+		{"attempts above the expected count", a.beyond},
+		{"second dead letters", a.deadTwice},
+		{"attempts that never reached the receiver", a.unseen},
+	} {
+		if r.why != "" {
+			out = append(out, r.what+": "+r.why)
+		}
+	}
+	return out
 }
 
 // books is the reconciliation of one row.
 type books struct {
 	events, viaNATS, jobs int
+	requests              map[string]int // per endpoint key, for accepted events
 	delivered, dead       int
-	deadUnexpected        int // jobs of healthy endpoints in the DLQ
-	missing               []pair
-	dups                  int // deliveries beyond the first of a pair
-	dupPairs              int
-	dupRetriedAttempt     int // duplicates sent as a later attempt (a redelivery after an unacked 2xx)
-	dlqDups               int // a pair dead-lettered more than once
-	misrouted             []string
-	unknown               int // delivered, but never accepted by the producer's account
+	missing               []string // jobs short of a request or of their final state
+	violations            []string // never explained by a fault
+	repeats, beyond       int      // requests repeating an attempt number; attempt numbers above the expected count
+	deadTwice             int      // dead letters beyond the first of a job
+	dupExamples           []string
+	unseen                int // attempts verified in ATTEMPTS that never reached the receiver
+	unknown               int // requests for events the producer never had accepted
 	refused               map[string]string
 	retried, dupAnswers   int // events that needed more than one try; tries answered "duplicate"
 	heldUp                int
 	recoveredAt           time.Time // when the last held-up event completed
 }
 
-// reconcile compares the ledger with what the receiver got and what the DLQ
-// holds. failing names the endpoints that are meant to dead-letter (none in
-// the rows so far).
-func (l *Ledger) reconcile(got map[pair]delivery, dead map[pair]time.Time, dlqDups int, failing map[string]bool) books {
+func (b *books) dups() int { return b.repeats + b.beyond + b.deadTwice }
+
+// reconcile compares the ledger with what the receiver got, the dead
+// letters the API lists per pair and, where the row allows unseen attempts,
+// Herald's own attempt records (number -> error class per pair).
+func (l *Ledger) reconcile(got map[pair]received, dead map[pair][]dlq.Entry, herald map[pair]map[int]string, allow allowance) books {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	b := books{refused: l.refusedIDs, dlqDups: dlqDups}
+	b := books{refused: l.refusedIDs, requests: map[string]int{}}
 	for id, e := range l.events {
 		b.events++
 		if e.nats {
@@ -120,114 +204,213 @@ func (l *Ledger) reconcile(got map[pair]delivery, dead map[pair]time.Time, dlqDu
 			b.dupAnswers++
 		}
 		var last time.Time
-		for _, ep := range subscribers[e.typ] {
-			p := pair{id, ep}
+		held := false
+		for _, key := range subscribers[e.typ] {
+			p := pair{id, key}
+			sp, _ := spec(key)
 			b.jobs++
-			var done time.Time
-			if d, ok := got[p]; ok && d.delivered > 0 {
-				b.delivered++
-				done = d.first
-				if d.delivered > 1 {
-					b.dupPairs++
-					b.dups += d.delivered - 1
-					for _, a := range d.attempts[1:] {
-						if a > d.attempts[0] {
-							b.dupRetriedAttempt++
-						}
-					}
-				}
-			} else if at, ok := dead[p]; ok {
-				b.dead++
-				done = at
-				if !failing[ep] {
-					b.deadUnexpected++
-				}
-			} else {
-				b.missing = append(b.missing, p)
+			done, ok := b.check(p, sp, got[p], dead[p], herald[p], allow)
+			if !ok {
 				continue
 			}
-			if done.After(last) {
-				last = done
+			if done.Sub(e.due) > sp.slack {
+				held = true
+				if done.After(last) {
+					last = done
+				}
 			}
 		}
-		if !last.IsZero() && last.Sub(e.due) > heldUpAfter {
+		if held {
 			b.heldUp++
 			if last.After(b.recoveredAt) {
 				b.recoveredAt = last
 			}
 		}
 	}
-	for p, d := range got {
+	for p, g := range got {
 		e, ok := l.events[p.event]
 		if !ok {
-			if d.delivered > 0 {
-				b.unknown++
-			}
+			b.unknown++
 			continue
 		}
-		want := false
-		for _, ep := range subscribers[e.typ] {
-			want = want || ep == p.endpoint
-		}
-		if !want || d.typ != e.typ {
-			b.misrouted = append(b.misrouted, fmt.Sprintf("%s (a %s) reached endpoint %s as %q", p.event, e.typ, p.endpoint, d.typ))
+		if !slices.Contains(subscribers[e.typ], p.endpoint) || g.typ != e.typ {
+			b.violations = append(b.violations, fmt.Sprintf("%s (a %s) reached endpoint %s as %q", p.event, e.typ, p.endpoint, g.typ))
 		}
 	}
-	sort.Slice(b.missing, func(i, j int) bool {
-		if b.missing[i].event != b.missing[j].event {
-			return b.missing[i].event < b.missing[j].event
+	for p, dls := range dead {
+		if _, ok := l.events[p.event]; !ok {
+			b.violations = append(b.violations, fmt.Sprintf("dead letter at %s for event %s, which the producer never had accepted", p.endpoint, p.event))
+		} else if !slices.Contains(subscribers[l.events[p.event].typ], p.endpoint) {
+			b.violations = append(b.violations, fmt.Sprintf("dead letter at %s for %s, which that endpoint does not subscribe to: %q", p.endpoint, p.event, dls[0].Reason))
 		}
-		return b.missing[i].endpoint < b.missing[j].endpoint
-	})
+	}
+	sort.Strings(b.missing)
+	sort.Strings(b.violations)
+	sort.Strings(b.dupExamples)
 	return b
 }
 
-// readDLQ reads every dead letter of tenant and returns, per pair, when it
-// was dead-lettered, and how many entries repeated a pair. keys maps
-// endpoint ids to the receiver's endpoint keys.
-func readDLQ(js jetstream.JetStream, tenant string, keys map[string]string) (map[pair]time.Time, int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+// check books one job: its requests g, its dead letters dls and Herald's
+// record of its attempts (only where unseen attempts are allowed). It
+// returns when the job reached its final state, and false if it did not.
+func (b *books) check(p pair, sp endpointSpec, g received, dls []dlq.Entry, herald map[int]string, allow allowance) (time.Time, bool) {
+	nums := g.attempts()
+	b.requests[p.endpoint] += len(nums)
+	seen := map[int]int{}
+	top := 0
+	for _, n := range nums {
+		seen[n]++
+		top = max(top, n)
+	}
+	show := fmt.Sprintf("%s@%s attempts %v", p.event, p.endpoint, nums)
+	if top > sp.attemptLimit() {
+		b.violations = append(b.violations, fmt.Sprintf("%s: attempt %d above max_attempts %d", show, top, sp.attemptLimit()))
+	}
+	repeats := len(nums) - len(seen)
+	beyond := 0
+	for n := range seen {
+		if n > sp.want {
+			beyond++
+		}
+	}
+	deadTwice := max(len(dls)-1, 0)
+	if repeats+beyond+deadTwice > 0 {
+		b.repeats += repeats
+		b.beyond += beyond
+		b.deadTwice += deadTwice
+		b.dupExamples = append(b.dupExamples, fmt.Sprintf("%s, %d dead letters", show, len(dls)))
+	}
+
+	var done time.Time
+	switch sp.behave {
+	case alwaysFail:
+		top = sp.maxAttempts // every attempt up to the last must have been made
+		if len(dls) == 0 {
+			b.missing = append(b.missing, show+", no dead letter")
+			return time.Time{}, false
+		}
+		done = dls[0].DeadAt
+		b.dead++
+		b.checkDead(show, sp, g, dls)
+	default:
+		if len(dls) > 0 {
+			b.violations = append(b.violations, fmt.Sprintf("%s: dead-lettered (%q) though the endpoint answers 2xx to attempt %d", show, dls[0].Reason, sp.want))
+		}
+		if done = g.delivered(); done.IsZero() {
+			b.missing = append(b.missing, show+", never answered 2xx")
+			return time.Time{}, false
+		}
+		b.delivered++
+	}
+	var gaps []int
+	for n := 1; n <= top; n++ {
+		if seen[n] > 0 {
+			continue
+		}
+		if allow.unseen != "" && (herald[n] == "connection" || herald[n] == "timeout") {
+			b.unseen++
+			continue
+		}
+		gaps = append(gaps, n)
+	}
+	if len(gaps) > 0 {
+		what := "delivered"
+		if sp.behave == alwaysFail {
+			what = "dead-lettered"
+		}
+		b.missing = append(b.missing, fmt.Sprintf("%s: %s though attempts %v never reached the receiver (Herald recorded %v)", show, what, gaps, herald))
+		return time.Time{}, false
+	}
+	return done, true
+}
+
+// checkDead checks the dead letters of an always-fail job: given up after
+// its max_attempts, the last attempt numbered so, answered as the receiver
+// answered it.
+func (b *books) checkDead(show string, sp endpointSpec, g received, dls []dlq.Entry) {
+	want := fmt.Sprintf("gave up after %d attempts; last: ", sp.maxAttempts)
+	// Did every request numbered max_attempts get its 500 written? Then the
+	// dead letter must say 500; otherwise (cut off) a transport failure.
+	answered := false
+	for _, q := range g.requests {
+		if q.attempt == sp.maxAttempts {
+			answered = q.written && q.status == 500
+			if !answered {
+				break
+			}
+		}
+	}
+	for _, dl := range dls {
+		bad := func(format string, args ...any) {
+			b.violations = append(b.violations, fmt.Sprintf("%s: dead letter %d %s", show, dl.ID, fmt.Sprintf(format, args...)))
+		}
+		switch {
+		case dl.Skipped:
+			bad("is marked skipped (%q): the endpoint was never disabled", dl.Reason)
+		case !strings.HasPrefix(dl.Reason, want):
+			bad("reason %q; want it to start %q", dl.Reason, want)
+		case len(dl.Attempts) == 0:
+			bad("lists no attempt")
+		default:
+			last := dl.Attempts[len(dl.Attempts)-1]
+			for _, a := range dl.Attempts {
+				if a.Number < 1 || int(a.Number) > sp.maxAttempts {
+					bad("lists attempt %d", a.Number)
+				}
+			}
+			switch {
+			case int(last.Number) != sp.maxAttempts:
+				bad("ends with attempt %d; want %d", last.Number, sp.maxAttempts)
+			case answered && last.StatusCode != 500:
+				bad("ends with status %d (%s); the receiver answered 500", last.StatusCode, last.ErrorClass)
+			case !answered && last.StatusCode != 500 && last.ErrorClass != "connection" && last.ErrorClass != "timeout":
+				bad("ends with status %d (%s); want 500 or a transport failure", last.StatusCode, last.ErrorClass)
+			}
+		}
+	}
+}
+
+// attemptRecords reads Herald's ATTEMPTS stream for tenant: per pair, the
+// error class of each attempt number ("none" for a 2xx). keys maps
+// endpoint ids to receiver keys.
+func attemptRecords(js jetstream.JetStream, tenant string, keys map[string]string) (map[pair]map[int]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	subj := "herald.dlq." + tenant + ".>"
-	st, err := js.Stream(ctx, "DLQ")
+	subj := bus.AttemptSubject(tenant, ">")
+	st, err := js.Stream(ctx, bus.StreamAttempts)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj))
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	n := 0
 	for _, c := range info.State.Subjects {
 		n += int(c)
 	}
-	out := map[pair]time.Time{}
+	out := map[pair]map[int]string{}
 	if n == 0 {
-		return out, 0, nil
+		return out, nil
 	}
-	c, err := js.OrderedConsumer(ctx, "DLQ", jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
+	c, err := js.OrderedConsumer(ctx, bus.StreamAttempts, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	dups := 0
 	for i := 0; i < n; i++ {
 		msg, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
 		if err != nil {
-			return nil, 0, fmt.Errorf("DLQ read %d of %d: %w", i+1, n, err)
+			return nil, fmt.Errorf("ATTEMPTS read %d of %d: %w", i+1, n, err)
 		}
-		dl := &heraldv1.DeadLetter{}
-		if err := proto.Unmarshal(msg.Data(), dl); err != nil || dl.Job == nil || dl.Job.Event == nil {
-			return nil, 0, fmt.Errorf("DLQ message on %s is not a DeadLetter: %v", msg.Subject(), err)
+		a := &heraldv1.Attempt{}
+		if err := proto.Unmarshal(msg.Data(), a); err != nil {
+			return nil, fmt.Errorf("ATTEMPTS message on %s is not an Attempt: %w", msg.Subject(), err)
 		}
-		p := pair{dl.Job.Event.Id, keys[dl.Job.EndpointId]}
-		if p.endpoint == "" {
-			p.endpoint = "?" + dl.Job.EndpointId
+		p := pair{a.EventId, keys[a.EndpointId]}
+		if out[p] == nil {
+			out[p] = map[int]string{}
 		}
-		if _, seen := out[p]; seen {
-			dups++
-			continue
-		}
-		out[p] = time.UnixMilli(dl.DeadAtUnixMs)
+		out[p][int(a.Number)] = a.ErrorClass
 	}
-	return out, dups, nil
+	return out, nil
 }

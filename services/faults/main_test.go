@@ -17,10 +17,12 @@ type row struct {
 	fault     string
 	events    int
 	jobs      int
+	requests  map[string]int // per endpoint key
 	delivered int
 	dead      int
 	missing   int
 	dups      int
+	allow     []string      // what the fault may explain, and why
 	window    time.Duration // from the fault to its repair
 	recovered time.Duration // from the fault to the last held-up event done; 0: none held up
 	notes     []string
@@ -59,9 +61,17 @@ func TestMain(m *testing.M) {
 }
 
 func printTable(w io.Writer, rows []row, total time.Duration) {
-	header := []string{"fault", "events", "jobs", "delivered", "dead", "missing", "duplicates", "fault window", "recovered after"}
+	var kinds []string
+	for _, e := range endpoints {
+		kinds = append(kinds, e.key)
+	}
+	header := []string{"fault", "events", "jobs", "requests " + strings.Join(kinds, "/"), "delivered", "dead", "missing", "duplicates", "fault window", "recovered after"}
 	cells := [][]string{header}
 	for _, r := range rows {
+		var reqs []string
+		for _, k := range kinds {
+			reqs = append(reqs, fmt.Sprint(r.requests[k]))
+		}
 		rec := "-"
 		if r.recovered > 0 {
 			rec = r.recovered.Round(100 * time.Millisecond).String()
@@ -70,8 +80,12 @@ func printTable(w io.Writer, rows []row, total time.Duration) {
 		if r.failed {
 			name += " (FAILED)"
 		}
-		cells = append(cells, []string{name, fmt.Sprint(r.events), fmt.Sprint(r.jobs), fmt.Sprint(r.delivered),
-			fmt.Sprint(r.dead), fmt.Sprint(r.missing), fmt.Sprint(r.dups),
+		dups := fmt.Sprint(r.dups)
+		if len(r.allow) == 0 {
+			dups += " (none allowed)"
+		}
+		cells = append(cells, []string{name, fmt.Sprint(r.events), fmt.Sprint(r.jobs), strings.Join(reqs, "/"), fmt.Sprint(r.delivered),
+			fmt.Sprint(r.dead), fmt.Sprint(r.missing), dups,
 			r.window.Round(100 * time.Millisecond).String(), rec})
 	}
 	width := make([]int, len(header))
@@ -105,9 +119,16 @@ func printTable(w io.Writer, rows []row, total time.Duration) {
 	for _, c := range cells[1:] {
 		line(c)
 	}
-	fmt.Fprintln(w, "\njobs: (event, matching endpoint) pairs owed to the two healthy endpoints; dead: jobs in the DLQ;")
-	fmt.Fprintln(w, "duplicates: deliveries beyond the first of a job; recovered after: from the fault until the last event held up by it (done more than 1s after it was due) was delivered or dead-lettered.")
+	fmt.Fprintln(w, "\njobs: (event, endpoint) pairs owed to the three endpoints: ok (healthy; 1 request each), ff (fails each event's first")
+	fmt.Fprintln(w, "request, accepts the next; 2 each), af (always 500, max_attempts 3; 3 each and one dead letter). requests: what the")
+	fmt.Fprintln(w, "receiver got per endpoint; delivered: ok and ff jobs answered 2xx; dead: af jobs in GET /v1/dlq; missing: jobs short")
+	fmt.Fprintln(w, "of a request or of their final state (never allowed); duplicates: requests repeating an attempt number, attempts above")
+	fmt.Fprintln(w, "the expected count and second dead letters, each failing the row unless the fault explains it (below); recovered")
+	fmt.Fprintln(w, "after: from the fault until the last event it held up (done later than usual) was delivered or dead-lettered.")
 	for _, r := range rows {
+		for _, a := range r.allow {
+			fmt.Fprintf(w, "  %s: allowed: %s\n", r.fault, a)
+		}
 		for _, n := range r.notes {
 			fmt.Fprintf(w, "  %s: %s\n", r.fault, n)
 		}

@@ -14,10 +14,12 @@ import (
 	"github.com/heraldhq/herald/services/internal/apitest"
 )
 
-// Event types, in a fixed mix; who subscribes to which is in subscribers.
+// Event types, in a fixed mix; who subscribes to which is in subscribers:
+// every event reaches the healthy endpoint, four in ten the first-fail one,
+// two in ten the always-fail one.
 var eventTypes = [10]string{
-	"order.created", "order.paid", "order.created", "order.paid", "order.created",
-	"order.paid", "order.created", "order.paid", "order.created", "order.refunded",
+	"order.created", "order.paid", "order.created", "order.paid", "order.refunded",
+	"order.created", "order.paid", "order.created", "order.paid", "order.refunded",
 }
 
 // Producer is an open-loop producer: event i is due at start + i/rate

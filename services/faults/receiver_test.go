@@ -19,40 +19,77 @@ import (
 )
 
 // pair is one (event, endpoint) delivery job as the ledger counts it;
-// endpoint is the receiver's key for the endpoint ("a", "b", "d", ...).
+// endpoint is the receiver's key for the endpoint ("ok", "ff", "af", "p").
 type pair struct {
 	event    string
 	endpoint string
 }
 
-// delivery is what the receiver saw of one pair.
-type delivery struct {
-	typ       string    // "type" in the body
-	requests  int       // every verified request
-	delivered int       // answered 2xx and the answer written
-	first     time.Time // first 2xx
-	attempts  []int     // Herald-Attempt of each 2xx
+// request is one verified request the receiver got for a pair.
+type request struct {
+	attempt int       // Herald-Attempt
+	at      time.Time // when it arrived
+	status  int       // what the receiver answered; 0 when it was cut off before answering
+	written bool      // the answer was written to the connection (Herald may still lose it)
+}
+
+// received is everything the receiver got for one pair, in arrival order.
+type received struct {
+	typ      string // "type" in the first body
+	requests []request
+}
+
+// attempts are the Herald-Attempt numbers of the requests, in arrival order.
+func (r received) attempts() []int {
+	out := make([]int, len(r.requests))
+	for i, q := range r.requests {
+		out[i] = q.attempt
+	}
+	return out
+}
+
+// delivered is when the first 2xx answer was written, or zero.
+func (r received) delivered() time.Time {
+	for _, q := range r.requests {
+		if q.written && q.status >= 200 && q.status < 300 {
+			return q.at
+		}
+	}
+	return time.Time{}
 }
 
 // Receiver is the webhook receiver of every endpoint of a row: one HTTP
 // server on a fixed loopback port, one path per endpoint (/hook/<key>),
 // each verified with its endpoint's secret by the official Standard Webhooks
-// library. It can be taken down (its listener closed: connection refused)
-// and brought back on the same port, made slow, and told to fail one
-// endpoint always.
+// library. It records every request per (webhook-id, endpoint) with its
+// Herald-Attempt, and answers as the endpoint's behaviour says, deciding by
+// its own records, never by the attempt number Herald sent: a first-fail
+// endpoint fails the first request it sees of each event and accepts every
+// later one. It can be taken down (its listener closed: connection refused)
+// and brought back on the same port, and made slow.
 type Receiver struct {
 	addr string
 
 	mu       sync.Mutex
 	srv      *http.Server
 	whs      map[string]*standardwebhooks.Webhook
-	failing  map[string]bool
-	latency  time.Duration // every answer waits this long
-	got      map[pair]*delivery
+	behave   map[string]behaviour
+	latency  time.Duration            // every answer waits this long...
+	slow     map[string]time.Duration // ...or this long, for these endpoints
+	got      map[pair]*received
 	rejects  hooktest.Rejects
-	aborted  int // 2xx answers cut off (connection gone, sender timed out)
+	aborted  int // answers cut off (connection gone, sender timed out)
 	requests int
 }
+
+// behaviour is how an endpoint answers.
+type behaviour int
+
+const (
+	healthy    behaviour = iota // 204 to every request
+	firstFail                   // 500 to the first request of each event, 204 to the others
+	alwaysFail                  // 500 to every request
+)
 
 // newReceiver listens on a free loopback port; it is closed at t.Cleanup,
 // where the test fails if any request did not verify.
@@ -63,7 +100,7 @@ func newReceiver(t *testing.T) *Receiver {
 		t.Fatal(err)
 	}
 	r := &Receiver{addr: ln.Addr().String(), whs: map[string]*standardwebhooks.Webhook{},
-		failing: map[string]bool{}, got: map[pair]*delivery{}}
+		behave: map[string]behaviour{}, slow: map[string]time.Duration{}, got: map[pair]*received{}}
 	r.serve(ln)
 	t.Cleanup(func() {
 		r.Down()
@@ -83,13 +120,12 @@ func (r *Receiver) serve(ln net.Listener) {
 // URL is the webhook URL of endpoint key.
 func (r *Receiver) URL(key string) string { return "http://" + r.addr + "/hook/" + key }
 
-// Register sets the secret endpoint key is verified with; failing makes it
-// answer 500 to everything.
-func (r *Receiver) Register(t testing.TB, key, secret string, failing bool) {
+// Register sets the secret endpoint key is verified with and how it answers.
+func (r *Receiver) Register(t testing.TB, key, secret string, b behaviour) {
 	t.Helper()
 	wh := hooktest.NewWebhook(t, "receiver", secret)
 	r.mu.Lock()
-	r.whs[key], r.failing[key] = wh, failing
+	r.whs[key], r.behave[key] = wh, b
 	r.mu.Unlock()
 }
 
@@ -120,11 +156,24 @@ func (r *Receiver) Up(t testing.TB) {
 	t.Fatalf("receiver: listen again on %s: %v", r.addr, err)
 }
 
-// SetLatency makes every answer wait d.
+// SetLatency makes every answer wait d, except those of endpoints given a
+// latency of their own.
 func (r *Receiver) SetLatency(d time.Duration) {
 	r.mu.Lock()
 	r.latency = d
 	r.mu.Unlock()
+}
+
+// SetEndpointLatency makes endpoint key's answers wait d; 0 returns it to
+// the common latency.
+func (r *Receiver) SetEndpointLatency(key string, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if d == 0 {
+		delete(r.slow, key)
+		return
+	}
+	r.slow[key] = d
 }
 
 func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
@@ -139,7 +188,11 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 		Type string `json:"type"`
 	}
 	r.mu.Lock()
-	wh, failing, latency := r.whs[key], r.failing[key], r.latency
+	wh, b := r.whs[key], r.behave[key]
+	latency, ok := r.slow[key]
+	if !ok {
+		latency = r.latency
+	}
 	r.requests++
 	r.mu.Unlock()
 	var verr error
@@ -161,12 +214,17 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 	}
 	p := pair{event: id, endpoint: key}
 	r.mu.Lock()
-	d := r.got[p]
-	if d == nil {
-		d = &delivery{typ: env.Type}
-		r.got[p] = d
+	got := r.got[p]
+	if got == nil {
+		got = &received{typ: env.Type}
+		r.got[p] = got
 	}
-	d.requests++
+	status := http.StatusNoContent
+	if b == alwaysFail || b == firstFail && len(got.requests) == 0 {
+		status = http.StatusInternalServerError
+	}
+	n := len(got.requests)
+	got.requests = append(got.requests, request{attempt: attempt, at: time.Now()})
 	r.mu.Unlock()
 
 	if !hooktest.Stall(req.Context(), latency) { // the sender gave up or went away
@@ -175,59 +233,47 @@ func (r *Receiver) handle(w http.ResponseWriter, req *http.Request) {
 		r.mu.Unlock()
 		return
 	}
-	if failing {
-		w.WriteHeader(http.StatusInternalServerError)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-	if err := http.NewResponseController(w).Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		r.mu.Lock()
-		r.aborted++
-		r.mu.Unlock()
-		return
-	}
-	now := time.Now()
+	w.WriteHeader(status)
+	err = http.NewResponseController(w).Flush()
+	written := err == nil || errors.Is(err, http.ErrNotSupported)
 	r.mu.Lock()
-	if d.delivered == 0 {
-		d.first = now
+	got.requests[n].status, got.requests[n].written = status, written
+	if !written {
+		r.aborted++
 	}
-	d.delivered++
-	d.attempts = append(d.attempts, attempt)
 	r.mu.Unlock()
 }
 
 // snapshot copies what was received.
-func (r *Receiver) snapshot() map[pair]delivery {
+func (r *Receiver) snapshot() map[pair]received {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[pair]delivery, len(r.got))
-	for p, d := range r.got {
-		c := *d
-		c.attempts = append([]int(nil), d.attempts...)
-		out[p] = c
+	out := make(map[pair]received, len(r.got))
+	for p, g := range r.got {
+		out[p] = received{typ: g.typ, requests: append([]request(nil), g.requests...)}
 	}
 	return out
 }
 
-// Delivered is how many pairs were delivered at least once.
-func (r *Receiver) Delivered() int {
+// Delivered is how many pairs of endpoint key got a 2xx answer written.
+func (r *Receiver) Delivered(key string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := 0
-	for _, d := range r.got {
-		if d.delivered > 0 {
+	for p, g := range r.got {
+		if p.endpoint == key && !g.delivered().IsZero() {
 			n++
 		}
 	}
 	return n
 }
 
-// Has reports whether pair p was delivered.
+// Has reports whether pair p got a 2xx answer written.
 func (r *Receiver) Has(p pair) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d := r.got[p]
-	return d != nil && d.delivered > 0
+	g := r.got[p]
+	return g != nil && !g.delivered().IsZero()
 }
 
 // Counters returns the requests received and the answers cut off.

@@ -23,15 +23,31 @@ import (
 	"github.com/heraldhq/herald/services/internal/apitest"
 )
 
-// Settings every Herald under test runs with. The retry schedule with
-// max_attempts 10 tolerates ~14 s without a successful answer, far more than
-// any receiver outage here, so no job of a healthy endpoint should die; the
-// 2 s AckWait makes a killed process's jobs and events move on within
-// seconds.
+// Settings every Herald under test runs with, beyond where to find its
+// servers and its keys. doc.go explains each and why none switches off a
+// behaviour the rows test. The endpoint cap (10), Redis, the sender's and
+// router's workers and every other setting are Herald's defaults.
 const (
-	retrySchedule = "200ms,500ms,1s,2s,2s"
-	ackWait       = 2 * time.Second
-	adminToken    = "adm_faults-operator-token"
+	// retrySchedule is in whole seconds, as retries are message schedules
+	// that fire on whole seconds: the always-failing endpoint's three
+	// attempts of an event take 2 to 4 s instead of 35 s (the default
+	// schedule starts 5s, 30s).
+	retrySchedule = "1s,1s,2s"
+	// ackWait moves a killed sender's or router's messages on within 2 s
+	// instead of 30 s.
+	ackWait = 2 * time.Second
+	// breakerFailingFor keeps the always-failing endpoint's breaker closed
+	// for the length of a row: its failures never stop, so with the default
+	// (10 s) the breaker would open 10 s into every row and hold its jobs
+	// for 30 s, doubling at each failed probe, and no row could see its
+	// third attempts in minutes. The breaker is otherwise at its defaults
+	// (5 failures, 30 s cool-down); services/e2e TestBreakerAcrossSenders
+	// proves it opens, probes and uses no attempt while open.
+	breakerFailingFor = 5 * time.Minute
+	adminToken        = "adm_faults-operator-token"
+	// redisPrefix is HERALD_REDIS_PREFIX on a Redis a row owns; on a shared
+	// REDIS_URL each row has a prefix of its own (testenv.Redis).
+	redisPrefix = "faults:"
 )
 
 // ---- binaries ----
@@ -45,20 +61,27 @@ func binDir(t testing.TB) string {
 
 // ---- the stack ----
 
-// Stack is Herald as separate processes: one nats-server or a cluster of
-// three, a redis-server, herald-ingest, herald-router and two senders.
+// Stack is one deployment of Herald as separate processes: one nats-server
+// or a cluster of three, Redis, herald-ingest, herald-router and two
+// senders.
 type Stack struct {
 	t       *testing.T
+	name    string // "" for the only stack of a row; "A", "B" when there are two
 	NATS    []*testenv.Process
 	natsMon []string // monitoring base URLs, for the cluster
 	NATSURL string
-	Redis   *testenv.Process
-	Ingest  *testenv.Process
-	Router  *testenv.Process
-	Senders []*testenv.Process
-	API     *apitest.Client
-	NC      *nats.Conn
-	JS      jetstream.JetStream
+	// Redis is the redis-server the stack owns and a row may stop, kill or
+	// flush; nil when the stack uses a Redis from testenv.Redis (REDIS_URL,
+	// when set) or another stack's.
+	Redis       *testenv.Process
+	RedisURL    string
+	RedisPrefix string
+	Ingest      *testenv.Process
+	Router      *testenv.Process
+	Senders     []*testenv.Process
+	API         *apitest.Client
+	NC          *nats.Conn
+	JS          jetstream.JetStream
 
 	env   []string
 	names map[*testenv.Process]string
@@ -67,6 +90,13 @@ type Stack struct {
 
 type stackOptions struct {
 	cluster bool // three nats-server nodes, R3 streams
+	// ownRedis gives the stack a redis-server of its own, for rows that
+	// stop or flush it (never done to a shared REDIS_URL).
+	ownRedis bool
+	// shareRedis makes the stack use another stack's Redis and prefix: a
+	// second deployment next to it.
+	shareRedis *Stack
+	name       string
 }
 
 // startStack starts NATS, Redis, ingest, router and two senders, and waits
@@ -74,7 +104,7 @@ type stackOptions struct {
 func startStack(t *testing.T, o stackOptions) *Stack {
 	t.Helper()
 	bins := binDir(t)
-	s := &Stack{t: t, names: map[*testenv.Process]string{}}
+	s := &Stack{t: t, name: o.name, names: map[*testenv.Process]string{}}
 	replicas := 1
 	if o.cluster {
 		replicas = 3
@@ -82,36 +112,47 @@ func startStack(t *testing.T, o stackOptions) *Stack {
 	} else {
 		p := testenv.NATSProcess(t)
 		s.NATS = []*testenv.Process{p}
-		s.names[p] = "nats-server"
+		s.names[p] = s.label("nats-server")
 		s.NATSURL = p.URL()
 	}
-	s.Redis = testenv.RedisProcess(t)
-	s.names[s.Redis] = "redis-server"
+	switch {
+	case o.shareRedis != nil:
+		s.RedisURL, s.RedisPrefix = o.shareRedis.RedisURL, o.shareRedis.RedisPrefix
+	case o.ownRedis:
+		s.Redis = testenv.RedisProcess(t)
+		s.names[s.Redis] = s.label("redis-server")
+		s.RedisURL, s.RedisPrefix = s.Redis.URL(), redisPrefix
+	default:
+		s.RedisURL, s.RedisPrefix = testenv.Redis(t)
+	}
 	s.env = []string{
 		"HERALD_EMBEDDED_NATS=false",
-		"HERALD_EGRESS_ALLOW_PRIVATE=true", // the receivers listen on loopback
+		// The receivers listen on loopback: an exception to the egress
+		// policy for 127.0.0.1 only, the policy itself stays on.
+		"HERALD_EGRESS_ALLOW_CIDRS=127.0.0.1/32",
 		"NATS_URL=" + s.NATSURL,
-		"REDIS_URL=" + s.Redis.URL(),
-		"HERALD_REDIS_PREFIX=faults:",
+		"REDIS_URL=" + s.RedisURL,
+		"HERALD_REDIS_PREFIX=" + s.RedisPrefix,
 		"HERALD_ADMIN_TOKEN=" + adminToken,
 		"HERALD_ENCRYPTION_KEY=" + encryptionKey(t),
 		"HERALD_RETRY_SCHEDULE=" + retrySchedule,
 		"HERALD_ACK_WAIT=" + ackWait.String(),
+		"HERALD_BREAKER_FAILING_FOR=" + breakerFailingFor.String(),
 		"HERALD_STREAM_REPLICAS=" + strconv.Itoa(replicas),
-		// Per-endpoint caps must not be what the fault rows measure: the
-		// default cap (10 in flight per endpoint) would turn the slow
-		// receiver into a capacity problem (12 requests/s at 0.8 s each).
-		"HERALD_ENDPOINT_CONCURRENCY=1000",
-		// The breaker's cool-down scaled down like the retry schedule, so
-		// that the receiver row measures recovery in seconds, not in 30 s
-		// cool-downs.
-		"HERALD_BREAKER_COOLDOWN=2s",
 		"HERALD_LOG_LEVEL=info",
 	}
-	s.Ingest = s.start(t, "herald-ingest", filepath.Join(bins, "herald-ingest"))
-	s.Router = s.start(t, "herald-router", filepath.Join(bins, "herald-router"))
+	// Ingest first: on a fresh three-node cluster, Herald processes
+	// creating the same streams at once wait 10 s for each stream (their
+	// CreateOrUpdateStream calls go unanswered; see the report). Then the
+	// router and the senders together, which only find the streams there.
+	s.Ingest = s.spawn(t, "herald-ingest", filepath.Join(bins, "herald-ingest"))
+	s.Ingest.WaitHTTP(s.Ingest.URL()+"/readyz", 45*time.Second)
+	s.Router = s.spawn(t, "herald-router", filepath.Join(bins, "herald-router"))
 	for i := range 2 {
-		s.Senders = append(s.Senders, s.start(t, fmt.Sprintf("herald-sender-%c", 'A'+i), filepath.Join(bins, "herald-sender")))
+		s.Senders = append(s.Senders, s.spawn(t, fmt.Sprintf("herald-sender-%c", 'A'+i), filepath.Join(bins, "herald-sender")))
+	}
+	for _, p := range s.Services() {
+		p.WaitHTTP(p.URL()+"/readyz", 45*time.Second)
 	}
 	s.API = newAPI(s.Ingest.URL())
 
@@ -126,6 +167,14 @@ func startStack(t *testing.T, o stackOptions) *Stack {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// label names a process of the stack: the stack's name, if any, first.
+func (s *Stack) label(name string) string {
+	if s.name == "" {
+		return name
+	}
+	return s.name + "/" + name
 }
 
 // encryptionKey is a fresh HERALD_ENCRYPTION_KEY (32 random bytes,
@@ -159,20 +208,27 @@ func (s *Stack) startCluster(t *testing.T) {
 			"--routes", strings.Join(routes, ","),
 			"-m", mports[i])
 		s.NATS = append(s.NATS, p)
-		s.names[p] = fmt.Sprintf("nats-%d", i+1)
+		s.names[p] = s.label(fmt.Sprintf("nats-%d", i+1))
 		s.natsMon = append(s.natsMon, "http://127.0.0.1:"+mports[i])
 		urls = append(urls, p.URL())
 	}
 	s.NATSURL = strings.Join(urls, ",")
+	// A node answers clients before the cluster has elected its JetStream
+	// meta leader; Herald started then spends its first tries at creating
+	// streams timing out.
+	for i := range s.NATS {
+		s.waitNodeHealthy(t, i, 30*time.Second)
+	}
 }
 
-func (s *Stack) start(t *testing.T, name, bin string) *testenv.Process {
+// spawn starts one Herald service on a free port; the caller waits for its
+// /readyz.
+func (s *Stack) spawn(t *testing.T, name, bin string) *testenv.Process {
 	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	p := testenv.StartProcess(t, name, append(append([]string{}, s.env...), "HERALD_HTTP_ADDR="+addr), bin)
+	p := testenv.StartProcess(t, s.label(name), append(append([]string{}, s.env...), "HERALD_HTTP_ADDR="+addr), bin)
 	p.SetURL("http://" + addr)
-	p.WaitHTTP(p.URL()+"/readyz", 45*time.Second)
-	s.names[p] = name
+	s.names[p] = s.label(name)
 	return p
 }
 
@@ -182,7 +238,11 @@ func (s *Stack) Services() []*testenv.Process {
 }
 
 func (s *Stack) all() []*testenv.Process {
-	return append(append(append([]*testenv.Process{}, s.NATS...), s.Redis), s.Services()...)
+	all := append([]*testenv.Process{}, s.NATS...)
+	if s.Redis != nil {
+		all = append(all, s.Redis)
+	}
+	return append(all, s.Services()...)
 }
 
 // Name is how a process is called in messages.

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -80,10 +81,14 @@ func (s *Server) rateLimited(w http.ResponseWriter, r *http.Request, wait time.D
 }
 
 // busy answers 503: this process holds its bound of event bytes already.
-// The body was not read; another replica, or this one a moment later, can
-// take the event.
+// The body is read and discarded, never kept (a small buffer, whatever its
+// size), so that the client reads a clean 503 with Retry-After: an answer
+// sent while the client still writes would reach it as a broken pipe.
+// Another replica, or this one a moment later, can take the event.
 func (s *Server) busy(w http.ResponseWriter, r *http.Request) {
 	busyRefusals.Inc()
+	_, _ = io.Copy(io.Discard, r.Body) // bounded by the route's body limit
+	w.Header().Set("Connection", "close")
 	secs := retryAfter(w, time.Second)
 	writeProblem(w, r, Problem{Type: problemBase + "busy", Title: "Intake busy", Status: http.StatusServiceUnavailable,
 		Detail: fmt.Sprintf("this process is receiving %d bytes of events already (HERALD_MAX_INFLIGHT_EVENT_BYTES); nothing was stored: retry after %d s with the same id",

@@ -149,17 +149,24 @@ type allowance struct {
 	unseen string
 }
 
-// reasons lists the allowance's reasons for the report.
-func (a allowance) reasons() []string {
-	var out []string
-	for _, r := range []struct{ what, why string }{
-		{"repeated attempt numbers", a.repeat},
-		{"attempts above the expected count", a.beyond},
-		{"second dead letters", a.deadTwice},
-		{"attempts that never reached the receiver", a.unseen},
+// allowed is one kind of deviation a row's fault explains.
+type allowed struct {
+	tag  string // in the table's duplicates column
+	what string
+	why  string
+}
+
+// kinds lists what the allowance allows, for the report.
+func (a allowance) kinds() []allowed {
+	var out []allowed
+	for _, k := range []allowed{
+		{"repeat", "repeated attempt numbers", a.repeat},
+		{"above", "attempts above the expected count", a.beyond},
+		{"2nd dead", "second dead letters", a.deadTwice},
+		{"unseen", "attempts that never reached the receiver", a.unseen},
 	} {
-		if r.why != "" {
-			out = append(out, r.what+": "+r.why)
+		if k.why != "" {
+			out = append(out, k)
 		}
 	}
 	return out
@@ -248,6 +255,40 @@ func (l *Ledger) reconcile(got map[pair]received, dead map[pair][]dlq.Entry, her
 	sort.Strings(b.violations)
 	sort.Strings(b.dupExamples)
 	return b
+}
+
+// failures lists what fails the row: jobs short of a request or of their
+// final state, violations, duplicates allow does not explain, events never
+// accepted, requests for events never accepted.
+func (b *books) failures(allow allowance) []string {
+	examples := func(list []string) string { return strings.Join(list[:min(len(list), 10)], "\n  ") }
+	var out []string
+	if len(b.missing) > 0 {
+		out = append(out, fmt.Sprintf("LEDGER: %d of %d jobs short of their requests or final state:\n  %s", len(b.missing), b.jobs, examples(b.missing)))
+	}
+	if len(b.violations) > 0 {
+		out = append(out, fmt.Sprintf("LEDGER: %d violations no fault explains:\n  %s", len(b.violations), examples(b.violations)))
+	}
+	for _, d := range []struct {
+		n         int
+		what, why string
+	}{
+		{b.repeats, "requests repeated an attempt number", allow.repeat},
+		{b.beyond, "attempt numbers went above the expected count (healthy 1, first-fail 2)", allow.beyond},
+		{b.deadTwice, "always-fail jobs have a second dead letter", allow.deadTwice},
+	} {
+		if d.n > 0 && d.why == "" {
+			out = append(out, fmt.Sprintf("DUPLICATES: %d %s, which this fault does not explain:\n  %s", d.n, d.what, examples(b.dupExamples)))
+		}
+	}
+	for id, why := range b.refused {
+		out = append(out, fmt.Sprintf("LEDGER: %d events never accepted, e.g. %s: %s", len(b.refused), id, why))
+		break
+	}
+	if b.unknown > 0 {
+		out = append(out, fmt.Sprintf("LEDGER: %d jobs received for events the producer never had accepted", b.unknown))
+	}
+	return out
 }
 
 // check books one job: its requests g, its dead letters dls and Herald's

@@ -22,7 +22,7 @@ type row struct {
 	dead      int
 	missing   int
 	dups      int
-	allow     []string      // what the fault may explain, and why
+	allow     []allowed     // what the fault may explain, and why
 	window    time.Duration // from the fault to its repair
 	recovered time.Duration // from the fault to the last held-up event done; 0: none held up
 	notes     []string
@@ -80,9 +80,13 @@ func printTable(w io.Writer, rows []row, total time.Duration) {
 		if r.failed {
 			name += " (FAILED)"
 		}
-		dups := fmt.Sprint(r.dups)
-		if len(r.allow) == 0 {
-			dups += " (none allowed)"
+		var tags []string
+		for _, a := range r.allow {
+			tags = append(tags, a.tag)
+		}
+		dups := fmt.Sprintf("%d (allowed: %s)", r.dups, strings.Join(tags, ", "))
+		if len(tags) == 0 {
+			dups = fmt.Sprintf("%d (none allowed)", r.dups)
 		}
 		cells = append(cells, []string{name, fmt.Sprint(r.events), fmt.Sprint(r.jobs), strings.Join(reqs, "/"), fmt.Sprint(r.delivered),
 			fmt.Sprint(r.dead), fmt.Sprint(r.missing), dups,
@@ -127,7 +131,7 @@ func printTable(w io.Writer, rows []row, total time.Duration) {
 	fmt.Fprintln(w, "after: from the fault until the last event it held up (done later than usual) was delivered or dead-lettered.")
 	for _, r := range rows {
 		for _, a := range r.allow {
-			fmt.Fprintf(w, "  %s: allowed: %s\n", r.fault, a)
+			fmt.Fprintf(w, "  %s: allowed %s (%s): %s\n", r.fault, a.what, a.tag, a.why)
 		}
 		for _, n := range r.notes {
 			fmt.Fprintf(w, "  %s: %s\n", r.fault, n)

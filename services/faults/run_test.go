@@ -146,7 +146,7 @@ func (r *run) stopLoad() {
 func (r *run) finish(fault string, allow allowance) {
 	t := r.t
 	t.Helper()
-	rw := row{fault: fault, allow: allow.reasons()}
+	rw := row{fault: fault, allow: allow.kinds()}
 	if !r.faultAt.IsZero() && !r.repairedAt.IsZero() {
 		rw.window = r.repairedAt.Sub(r.faultAt)
 	}
@@ -207,33 +207,8 @@ func (r *run) finish(fault string, allow allowance) {
 		r.note("%d attempts never reached the receiver; Herald recorded each as a connection failure or timeout", b.unseen)
 	}
 
-	examples := func(list []string) string { return strings.Join(list[:min(len(list), 10)], "\n  ") }
-	if len(b.missing) > 0 {
-		t.Errorf("LEDGER: %d of %d jobs short of their requests or final state:\n  %s", len(b.missing), b.jobs, examples(b.missing))
-	}
-	if len(b.violations) > 0 {
-		t.Errorf("LEDGER: %d violations no fault explains:\n  %s", len(b.violations), examples(b.violations))
-	}
-	for _, d := range []struct {
-		n         int
-		what, why string
-	}{
-		{b.repeats, "requests repeated an attempt number", allow.repeat},
-		{b.beyond, "attempt numbers went above the expected count (healthy 1, first-fail 2)", allow.beyond},
-		{b.deadTwice, "always-fail jobs have a second dead letter", allow.deadTwice},
-	} {
-		if d.n > 0 && d.why == "" {
-			t.Errorf("DUPLICATES: %d %s, which this fault does not explain:\n  %s", d.n, d.what, examples(b.dupExamples))
-		}
-	}
-	if len(b.refused) > 0 {
-		for id, why := range b.refused {
-			t.Errorf("LEDGER: %d events never accepted, e.g. %s: %s", len(b.refused), id, why)
-			break
-		}
-	}
-	if b.unknown > 0 {
-		t.Errorf("LEDGER: %d jobs received for events the producer never had accepted", b.unknown)
+	for _, f := range b.failures(allow) {
+		t.Error(f)
 	}
 }
 

@@ -156,14 +156,11 @@ func (r *runner) next(ctx context.Context, n int) ([]uint64, error) {
 // to stop the replay (shutdown, lost lease); a dead letter that cannot be
 // replayed counts as failed and stays.
 func (r *runner) one(ctx context.Context, seq uint64) error {
-	dl, _, err := r.s.load(ctx, r.rec.Tenant, seq)
-	for try := 1; err != nil && try < 4 && ctx.Err() == nil && bus.IsRetryable(err); try++ {
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Duration(try) * 200 * time.Millisecond):
-		}
+	var dl *heraldv1.DeadLetter
+	err := retry(ctx, bus.IsRetryable, linearBackoff, func() (err error) {
 		dl, _, err = r.s.load(ctx, r.rec.Tenant, seq)
-	}
+		return err
+	})
 	if errors.Is(err, ErrNotFound) {
 		r.done("skipped", seq, nil)
 		return nil
@@ -290,24 +287,18 @@ func (r *runner) finish(ctx context.Context, state, msg string) {
 // deleteDead removes a dead letter after its job was stored. A dead letter
 // already gone (another replay took it) is fine.
 func (s *Service) deleteDead(ctx context.Context, seq uint64) error {
-	var err error
-	for attempt := 1; attempt <= 4; attempt++ {
+	return retry(ctx, anyError, linearBackoff, func() error {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		var st jetstream.Stream
-		if st, err = s.dlqStream(dctx); err == nil {
-			if err = st.DeleteMsg(dctx, seq); err != nil {
-				if _, gerr := st.GetMsg(dctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
-					err = nil
-				}
+		defer cancel()
+		st, err := s.dlqStream(dctx)
+		if err != nil {
+			return err
+		}
+		if err := st.DeleteMsg(dctx, seq); err != nil {
+			if _, gerr := st.GetMsg(dctx, seq); !errors.Is(gerr, jetstream.ErrMsgNotFound) {
+				return err
 			}
 		}
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if attempt < 4 {
-			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
-		}
-	}
-	return err
+		return nil
+	})
 }

@@ -106,6 +106,19 @@ type Endpoints interface {
 	Endpoints(ctx context.Context, tenant string) ([]store.Endpoint, error)
 }
 
+// endpoint returns the tenant's endpoint id; one the tenant does not have is
+// ErrNotFound, whatever asked for it.
+func (s *Service) endpoint(ctx context.Context, tenant, id string) (store.Endpoint, error) {
+	ep, err := s.eps.Endpoint(ctx, tenant, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Endpoint{}, notFound("endpoint %s", id)
+	}
+	if err != nil {
+		return store.Endpoint{}, fmt.Errorf("endpoint %s: %w", id, err)
+	}
+	return ep, nil
+}
+
 // Bucket is the KV bucket holding replay records.
 const Bucket = "herald-replays"
 

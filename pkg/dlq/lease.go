@@ -7,7 +7,6 @@ package dlq
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -42,6 +41,7 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
+// watched is a running replay as the watch last saw it.
 type watched struct {
 	rec record
 	rev uint64
@@ -55,8 +55,7 @@ func (s *Service) watch(ctx context.Context, wg *sync.WaitGroup) error {
 		return fmt.Errorf("watch replays: %w", err)
 	}
 	defer func() { _ = w.Stop() }()
-	known := map[string]watched{}
-	synced := false
+	ws := &watchState{s: s, wg: wg, known: map[string]watched{}}
 	tick := time.NewTicker(max(s.lease/3, 10*time.Millisecond))
 	defer tick.Stop()
 	gauge := time.NewTicker(15 * time.Second)
@@ -70,43 +69,76 @@ func (s *Service) watch(ctx context.Context, wg *sync.WaitGroup) error {
 			if !ok {
 				return errors.New("replay watch closed")
 			}
-			if e == nil {
-				synced = true
-				for k, v := range known {
-					s.claim(ctx, k, v.rec, v.rev, wg)
-				}
-				select {
-				case <-s.ready:
-				default:
-					close(s.ready)
-				}
-				continue
-			}
-			var rec record
-			if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &rec) != nil || rec.State != StateRunning {
-				delete(known, e.Key())
-				continue
-			}
-			known[e.Key()] = watched{rec, e.Revision()}
-			if synced {
-				s.claim(ctx, e.Key(), rec, e.Revision(), wg)
-			}
+			ws.update(ctx, e)
 		case key := <-s.kick:
-			e, err := s.kv.Get(ctx, key)
-			if err != nil {
-				continue // the watch will bring it
-			}
-			var rec record
-			if json.Unmarshal(e.Value(), &rec) == nil {
-				s.claim(ctx, key, rec, e.Revision(), wg)
-			}
+			s.claimStored(ctx, key, wg)
 		case <-tick.C:
-			for k, v := range known {
-				s.claim(ctx, k, v.rec, v.rev, wg)
-			}
+			ws.claimAll(ctx)
 		case <-gauge.C:
 			s.refreshGauge(ctx)
 		}
+	}
+}
+
+// watchState is what one watch of the bucket knows: the running replays,
+// and whether it has read every stored entry yet (synced).
+type watchState struct {
+	s      *Service
+	wg     *sync.WaitGroup
+	known  map[string]watched
+	synced bool
+}
+
+// update takes in one entry of the watch. The nil entry ends the stored
+// ones: from then on, every running replay is claimed as soon as it may be,
+// and Ready is closed.
+func (ws *watchState) update(ctx context.Context, e jetstream.KeyValueEntry) {
+	if e == nil {
+		ws.synced = true
+		ws.claimAll(ctx)
+		ws.s.markReady()
+		return
+	}
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(ws.known, e.Key())
+		return
+	}
+	rec, err := decodeRecord(e.Value())
+	if err != nil || rec.State != StateRunning {
+		delete(ws.known, e.Key())
+		return
+	}
+	ws.known[e.Key()] = watched{rec, e.Revision()}
+	if ws.synced {
+		ws.s.claim(ctx, e.Key(), rec, e.Revision(), ws.wg)
+	}
+}
+
+// claimAll claims every known replay whose lease is free or expired.
+func (ws *watchState) claimAll(ctx context.Context) {
+	for k, v := range ws.known {
+		ws.s.claim(ctx, k, v.rec, v.rev, ws.wg)
+	}
+}
+
+// markReady closes Ready, once.
+func (s *Service) markReady() {
+	select {
+	case <-s.ready:
+	default:
+		close(s.ready)
+	}
+}
+
+// claimStored claims the replay stored at key, read now: one this process
+// just started, so that it runs before the watch brings it.
+func (s *Service) claimStored(ctx context.Context, key string, wg *sync.WaitGroup) {
+	e, err := s.kv.Get(ctx, key)
+	if err != nil {
+		return // the watch will bring it
+	}
+	if rec, err := decodeRecord(e.Value()); err == nil {
+		s.claim(ctx, key, rec, e.Revision(), wg)
 	}
 }
 
@@ -115,7 +147,7 @@ func (s *Service) watch(ctx context.Context, wg *sync.WaitGroup) error {
 // runs it.
 func (s *Service) claim(ctx context.Context, key string, rec record, rev uint64, wg *sync.WaitGroup) {
 	now := s.now()
-	if rec.State != StateRunning || s.act.has(key) || (rec.Owner != "" && now.Before(rec.LeaseUntil)) {
+	if rec.State != StateRunning || s.act.has(key) || rec.leased(now) {
 		return
 	}
 	resumed := rec.Owner != "" || !rec.StartedAt.IsZero()
@@ -123,7 +155,7 @@ func (s *Service) claim(ctx context.Context, key string, rec record, rev uint64,
 	if rec.StartedAt.IsZero() {
 		rec.StartedAt = now.UTC()
 	}
-	b, err := json.Marshal(rec)
+	b, err := rec.encode()
 	if err != nil {
 		return
 	}
@@ -141,16 +173,17 @@ func (s *Service) claim(ctx context.Context, key string, rec record, rev uint64,
 	if resumed {
 		log.Info().Int("replayed", rec.Replayed).Int("total", rec.Total).Msg("replay resumed")
 	}
+	r := &runner{s: s, key: key, rec: rec, rev: rev, log: log, saved: now, pace: newPacer(rec.Rate)}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		defer s.act.remove(key)
-		r := &runner{s: s, key: key, rec: rec, rev: rev, log: log, saved: now}
-		r.pace.every = time.Second / time.Duration(max(rec.Rate, 1))
 		r.run(ctx)
 	}()
 }
 
+// activeSet is the replays this process runs now (by key), so that the
+// watch does not claim again what its own runner holds.
 type activeSet struct {
 	mu sync.Mutex
 	m  map[string]bool

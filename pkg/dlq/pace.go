@@ -15,6 +15,13 @@ type pacer struct {
 	next  time.Time
 }
 
+// newPacer paces rate publishes a second (at least one).
+func newPacer(rate int) pacer {
+	return pacer{every: time.Second / time.Duration(max(rate, 1))}
+}
+
+// wait returns when the next publish may go, or ctx's error if it ends
+// first.
 func (p *pacer) wait(ctx context.Context) error {
 	now := time.Now()
 	if d := p.next.Sub(now); d > 0 {

@@ -31,22 +31,66 @@ type record struct {
 	Counted bool   `json:"counted,omitempty"`
 }
 
+// advance records that the dead letter at seq, the one the replay was at,
+// is handled.
+func (rec *record) advance(seq uint64) {
+	if rec.Filter == nil {
+		rec.Cursor++
+		return
+	}
+	rec.Cursor = seq + 1
+}
+
+// from is where the filter's remaining dead letters start.
+func (rec record) from() position {
+	if rec.Cursor > 0 {
+		return position{seq: rec.Cursor}
+	}
+	return position{time: rec.Filter.Since}
+}
+
+// remaining is how many of the counted dead letters no result counts yet.
+func (rec record) remaining() int {
+	return max(rec.Total-rec.Replayed-rec.Failed-rec.Skipped, 0)
+}
+
+// leased reports whether a process holds the replay's lease at now.
+func (rec record) leased(now time.Time) bool {
+	return rec.Owner != "" && now.Before(rec.LeaseUntil)
+}
+
+// release gives up the lease: any process may claim the replay at once.
+func (rec *record) release() { rec.Owner, rec.LeaseUntil = "", time.Time{} }
+
+// replayKey is where a tenant's replay is stored: tenants' replays are
+// listed by the prefix "<tenant>.".
 func replayKey(tenant, id string) string { return tenant + "." + id }
 
-func (s *Service) getRecord(ctx context.Context, tenant, id string) (record, uint64, error) {
+// encode is the stored form of rec.
+func (rec record) encode() ([]byte, error) { return json.Marshal(rec) }
+
+// decodeRecord reads a stored replay.
+func decodeRecord(b []byte) (record, error) {
+	var rec record
+	err := json.Unmarshal(b, &rec)
+	return rec, err
+}
+
+// readRecord returns a tenant's stored replay, or ErrNotFound.
+func (s *Service) readRecord(ctx context.Context, tenant, id string) (record, error) {
 	if !event.IsToken(tenant) || !event.IsToken(id) {
-		return record{}, 0, notFound("replay %s", id)
+		return record{}, notFound("replay %s", id)
 	}
 	e, err := s.kv.Get(ctx, replayKey(tenant, id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return record{}, 0, notFound("replay %s", id)
+		return record{}, notFound("replay %s", id)
 	}
 	if err != nil {
-		return record{}, 0, fmt.Errorf("read replay %s: %w", id, err)
+		return record{}, fmt.Errorf("read replay %s: %w", id, err)
 	}
-	var rec record
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return record{}, 0, fmt.Errorf("decode replay %s: %w", id, err)
+	rec, err := decodeRecord(e.Value())
+	if err != nil {
+		return record{}, fmt.Errorf("decode replay %s: %w", id, err)
 	}
-	return rec, e.Revision(), nil
+	return rec, nil
 }

@@ -7,7 +7,6 @@ package dlq
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/event"
-	"github.com/heraldhq/herald/pkg/store"
 )
 
 // States of a replay.
@@ -100,53 +98,78 @@ func (s *Service) StartReplay(ctx context.Context, tenant string, req ReplayRequ
 		ID: event.NewID("rpl"), State: StateRunning, Source: req.source, Rate: req.Rate,
 		CreatedAt: now, UpdatedAt: now,
 	}}
+	var err error
 	if req.Filter == nil {
-		ids := dedupe(req.IDs)
-		var missing []string
-		for _, id := range ids {
-			if _, _, err := s.load(ctx, tenant, id); errors.Is(err, ErrNotFound) {
-				missing = append(missing, fmt.Sprint(id))
-			} else if err != nil {
-				return Replay{}, err
-			}
-		}
-		if len(missing) > 0 {
-			return Replay{}, notFound("dead letter %s", strings.Join(missing, ", "))
-		}
-		rec.IDs, rec.Total, rec.Counted = ids, len(ids), true
+		err = s.selectIDs(ctx, &rec, req.IDs)
 	} else {
-		f := *req.Filter
-		if f.EndpointID != "" {
-			if _, err := s.eps.Endpoint(ctx, tenant, f.EndpointID); errors.Is(err, store.ErrNotFound) {
-				return Replay{}, notFound("endpoint %s", f.EndpointID)
-			} else if err != nil {
-				return Replay{}, fmt.Errorf("endpoint %s: %w", f.EndpointID, err)
-			}
-		}
-		st, err := s.js.Stream(ctx, bus.StreamDLQ)
-		if err != nil {
-			return Replay{}, fmt.Errorf("dlq stream: %w", err)
-		}
-		rec.Filter, rec.UpTo = &f, st.CachedInfo().State.LastSeq
-		if rec.UpTo == 0 { // nothing was ever dead-lettered
-			rec.Counted = true
-		}
+		err = s.selectFilter(ctx, &rec, *req.Filter)
 	}
-	b, err := json.Marshal(rec)
 	if err != nil {
 		return Replay{}, err
 	}
-	key := replayKey(tenant, rec.ID)
-	if _, err := s.kv.Create(ctx, key, b); err != nil {
-		return Replay{}, fmt.Errorf("store replay: %w", err)
-	}
-	select { // this process's Run claims it at once; any other may too
-	case s.kick <- key:
-	default:
+	if err := s.create(ctx, rec); err != nil {
+		return Replay{}, err
 	}
 	s.log.Info().Str("replay_id", rec.ID).Str("tenant", tenant).Str("source", rec.Source).Int("ids", len(rec.IDs)).
 		Interface("filter", rec.Filter).Int("rate", rec.Rate).Msg("replay started")
 	return rec.Replay, nil
+}
+
+// selectIDs makes rec a replay of the dead letters ids (each once, in the
+// order asked), all of which must be the tenant's and still stored.
+func (s *Service) selectIDs(ctx context.Context, rec *record, ids []uint64) error {
+	ids = dedupe(ids)
+	var missing []string
+	for _, id := range ids {
+		if _, _, err := s.load(ctx, rec.Tenant, id); errors.Is(err, ErrNotFound) {
+			missing = append(missing, fmt.Sprint(id))
+		} else if err != nil {
+			return err
+		}
+	}
+	if len(missing) > 0 {
+		return notFound("dead letter %s", strings.Join(missing, ", "))
+	}
+	rec.IDs, rec.Total, rec.Counted = ids, len(ids), true
+	return nil
+}
+
+// selectFilter makes rec a replay of what f selects among the dead letters
+// stored now; its endpoint, if named, must be the tenant's. The runner
+// counts them as its first step.
+func (s *Service) selectFilter(ctx context.Context, rec *record, f Filter) error {
+	if f.EndpointID != "" {
+		if _, err := s.endpoint(ctx, rec.Tenant, f.EndpointID); err != nil {
+			return err
+		}
+	}
+	st, err := s.js.Stream(ctx, bus.StreamDLQ)
+	if err != nil {
+		return fmt.Errorf("dlq stream: %w", err)
+	}
+	rec.Filter, rec.UpTo = &f, st.CachedInfo().State.LastSeq
+	if rec.UpTo == 0 { // nothing was ever dead-lettered
+		rec.Counted = true
+	}
+	return nil
+}
+
+// create stores a new replay and hands it to this process's Run, which
+// claims it at once (any other process may too).
+func (s *Service) create(ctx context.Context, rec record) error {
+	b, err := rec.encode()
+	if err != nil {
+		return err
+	}
+	key := replayKey(rec.Tenant, rec.ID)
+	if _, err := s.kv.Create(ctx, key, b); err != nil {
+		return fmt.Errorf("store replay: %w", err)
+	}
+	select {
+	case s.kick <- key:
+	default:
+	}
+	return nil
 }
 
 // Recover replays every dead letter of an endpoint that died since a time
@@ -156,12 +179,9 @@ func (s *Service) Recover(ctx context.Context, tenant, endpointID string, since,
 	if !event.IsToken(tenant) || !event.IsToken(endpointID) {
 		return Replay{}, notFound("endpoint %s", endpointID)
 	}
-	ep, err := s.eps.Endpoint(ctx, tenant, endpointID)
-	if errors.Is(err, store.ErrNotFound) {
-		return Replay{}, notFound("endpoint %s", endpointID)
-	}
+	ep, err := s.endpoint(ctx, tenant, endpointID)
 	if err != nil {
-		return Replay{}, fmt.Errorf("endpoint %s: %w", endpointID, err)
+		return Replay{}, err
 	}
 	if !ep.Enabled {
 		return Replay{}, fmt.Errorf("%w: enable endpoint %s (PATCH {\"enabled\": true}) before recovering", ErrEndpointDisabled, endpointID)
@@ -173,7 +193,7 @@ func (s *Service) Recover(ctx context.Context, tenant, endpointID string, since,
 
 // Replay returns one replay of a tenant.
 func (s *Service) Replay(ctx context.Context, tenant, id string) (Replay, error) {
-	rec, _, err := s.getRecord(ctx, tenant, id)
+	rec, err := s.readRecord(ctx, tenant, id)
 	if err != nil {
 		return Replay{}, err
 	}
@@ -201,7 +221,7 @@ func (s *Service) Replays(ctx context.Context, tenant string, limit int) ([]Repl
 		limit = DefaultLimit
 	}
 	for _, k := range keys[:min(limit, len(keys))] {
-		rec, _, err := s.getRecord(ctx, tenant, strings.TrimPrefix(k, tenant+"."))
+		rec, err := s.readRecord(ctx, tenant, strings.TrimPrefix(k, tenant+"."))
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
@@ -213,6 +233,7 @@ func (s *Service) Replays(ctx context.Context, tenant string, limit int) ([]Repl
 	return out, nil
 }
 
+// dedupe returns ids without repeats, in their first order.
 func dedupe(ids []uint64) []uint64 {
 	seen := make(map[uint64]bool, len(ids))
 	out := make([]uint64, 0, len(ids))

@@ -127,12 +127,12 @@ func (s *Service) Resend(ctx context.Context, tenant, eventID, endpointID string
 	}
 	var targets []store.Endpoint
 	if endpointID != "" {
-		ep, err := s.eps.Endpoint(ctx, tenant, endpointID)
-		if errors.Is(err, store.ErrNotFound) || !event.IsToken(endpointID) {
+		ep, err := s.endpoint(ctx, tenant, endpointID)
+		if errors.Is(err, ErrNotFound) || !event.IsToken(endpointID) {
 			return Resent{}, notFound("endpoint %s", endpointID)
 		}
 		if err != nil {
-			return Resent{}, fmt.Errorf("endpoint %s: %w", endpointID, err)
+			return Resent{}, err
 		}
 		if !ep.Enabled {
 			return Resent{}, fmt.Errorf("%w: enable endpoint %s before resending to it", ErrEndpointDisabled, endpointID)

@@ -7,13 +7,11 @@ package dlq
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/bus"
-	"github.com/heraldhq/herald/pkg/store"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -37,6 +35,8 @@ type runner struct {
 	counted int
 }
 
+// run works the replay until it is done, fails, loses its lease or ctx
+// ends, and leaves the record saying which.
 func (r *runner) run(ctx context.Context) {
 	replaysRunning.Inc()
 	defer replaysRunning.Dec()
@@ -48,107 +48,116 @@ func (r *runner) run(ctx context.Context) {
 	case errors.Is(err, errLostLease):
 		r.log.Warn().Msg("replay taken over by another process or not saved; stopped here")
 	case ctx.Err() != nil || bus.IsRetryable(err):
-		// Stopping, or JetStream is briefly unavailable: release the lease
-		// so that the next process (or this one, shortly) continues at
-		// once, not after it lapses.
-		if ctx.Err() == nil {
-			r.log.Warn().Err(err).Msg("replay paused on a transient error; it resumes shortly")
-		}
-		r.rec.Owner, r.rec.LeaseUntil = "", time.Time{}
-		if err := r.save(ctx, false); err != nil {
-			r.log.Warn().Err(err).Msg("replay lease not released; it lapses instead")
-		} else {
-			r.log.Info().Int("replayed", r.rec.Replayed).Int("total", r.rec.Total).Msg("replay paused for shutdown")
-		}
+		r.pause(ctx, err)
 	default:
 		r.finish(ctx, StateFailed, err.Error())
 	}
 }
 
-func (r *runner) work(ctx context.Context) error {
-	if !r.rec.Counted {
-		n, err := r.count(ctx)
-		if err != nil {
-			return err
-		}
-		r.rec.Total, r.rec.Counted = n, true
-		if err := r.save(ctx, true); err != nil {
-			return err
-		}
+// pause releases the lease of a replay stopped by ctx or by a brief
+// JetStream outage (err), so that the next process (or this one, shortly)
+// continues it at once, not after the lease lapses.
+func (r *runner) pause(ctx context.Context, err error) {
+	if ctx.Err() == nil {
+		r.log.Warn().Err(err).Msg("replay paused on a transient error; it resumes shortly")
 	}
-	r.counted = max(r.rec.Total-r.rec.Replayed-r.rec.Failed-r.rec.Skipped, 0)
+	r.rec.release()
+	if err := r.save(ctx, false); err != nil {
+		r.log.Warn().Err(err).Msg("replay lease not released; it lapses instead")
+	} else {
+		r.log.Info().Int("replayed", r.rec.Replayed).Int("total", r.rec.Total).Msg("replay paused for shutdown")
+	}
+}
+
+// work handles every dead letter the replay has left, saving after each;
+// an error stops it.
+func (r *runner) work(ctx context.Context) error {
+	if err := r.ensureCounted(ctx); err != nil {
+		return err
+	}
+	r.counted = r.rec.remaining()
 	replayRemaining.Add(float64(r.counted))
 	if r.rec.Filter == nil {
-		for int(r.rec.Cursor) < len(r.rec.IDs) {
-			seq := r.rec.IDs[r.rec.Cursor]
-			if err := r.one(ctx, seq); err != nil {
-				return err
-			}
-			r.rec.Cursor++
-			if err := r.save(ctx, true); err != nil {
-				return err
-			}
-		}
+		return r.workIDs(ctx)
+	}
+	return r.workFilter(ctx)
+}
+
+// ensureCounted sets the total of a filter replay, once: the dead letters
+// it selects among those stored when it started.
+func (r *runner) ensureCounted(ctx context.Context) error {
+	if r.rec.Counted {
 		return nil
 	}
+	n := 0
+	err := r.matching(ctx, 256, func(uint64) bool {
+		n++
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	r.rec.Total, r.rec.Counted = n, true
+	return r.save(ctx, true)
+}
+
+// workIDs replays the listed dead letters not handled yet, in order.
+func (r *runner) workIDs(ctx context.Context) error {
+	for int(r.rec.Cursor) < len(r.rec.IDs) {
+		if err := r.step(ctx, r.rec.IDs[r.rec.Cursor]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// workFilter replays the dead letters the filter selects, in stream order,
+// reading them a hundred at a time.
+func (r *runner) workFilter(ctx context.Context) error {
 	for {
-		seqs, err := r.next(ctx, 100)
+		var seqs []uint64
+		err := r.matching(ctx, 64, func(seq uint64) bool {
+			seqs = append(seqs, seq)
+			return len(seqs) < 100
+		})
 		if err != nil || len(seqs) == 0 {
 			return err
 		}
 		for _, seq := range seqs {
-			if err := r.one(ctx, seq); err != nil {
-				return err
-			}
-			r.rec.Cursor = seq + 1
-			if err := r.save(ctx, true); err != nil {
+			if err := r.step(ctx, seq); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-// from is where the filter's remaining dead letters start.
-func (r *runner) from() position {
-	if r.rec.Cursor > 0 {
-		return position{seq: r.rec.Cursor}
+// step replays the dead letter at seq and saves the replay past it.
+func (r *runner) step(ctx context.Context, seq uint64) error {
+	if err := r.one(ctx, seq); err != nil {
+		return err
 	}
-	return position{time: r.rec.Filter.Since}
+	r.rec.advance(seq)
+	return r.save(ctx, true)
 }
 
-// count counts the dead letters the filter selects, renewing the lease
-// while a large DLQ is read.
-func (r *runner) count(ctx context.Context) (int, error) {
+// matching calls fn with the sequence of each dead letter the filter
+// selects, in stream order from where the replay is up to the DLQ's end
+// when it started, until fn returns false. It reads batch messages at a time
+// and renews the lease as it goes, so reading a large DLQ never lets it
+// lapse.
+func (r *runner) matching(ctx context.Context, batch int, fn func(seq uint64) bool) error {
 	f := *r.rec.Filter
-	n := 0
-	err := scan(ctx, r.s.js, bus.StreamDLQ, f.subject(r.rec.Tenant), r.from(), r.rec.UpTo, 256, func(m jetstream.Msg, meta *jetstream.MsgMetadata) (bool, error) {
+	return scan(ctx, r.s.js, bus.StreamDLQ, f.subject(r.rec.Tenant), r.rec.from(), r.rec.UpTo, batch, func(m jetstream.Msg, meta *jetstream.MsgMetadata) (bool, error) {
 		if f.pastUntil(meta.Timestamp) {
 			return false, nil
 		}
+		more := true
 		dl := &heraldv1.DeadLetter{}
 		if proto.Unmarshal(m.Data(), dl) == nil && f.matches(dl) {
-			n++
+			more = fn(meta.Sequence.Stream)
 		}
-		return true, r.renew(ctx)
+		return more, r.renew(ctx)
 	})
-	return n, err
-}
-
-// next returns up to n sequences of matching dead letters from the cursor.
-func (r *runner) next(ctx context.Context, n int) ([]uint64, error) {
-	f := *r.rec.Filter
-	var out []uint64
-	err := scan(ctx, r.s.js, bus.StreamDLQ, f.subject(r.rec.Tenant), r.from(), r.rec.UpTo, 64, func(m jetstream.Msg, meta *jetstream.MsgMetadata) (bool, error) {
-		if f.pastUntil(meta.Timestamp) {
-			return false, nil
-		}
-		dl := &heraldv1.DeadLetter{}
-		if proto.Unmarshal(m.Data(), dl) == nil && f.matches(dl) {
-			out = append(out, meta.Sequence.Stream)
-		}
-		return len(out) < n, r.renew(ctx)
-	})
-	return out, err
 }
 
 // one replays the dead letter at seq: publish its job with a fresh budget,
@@ -156,37 +165,9 @@ func (r *runner) next(ctx context.Context, n int) ([]uint64, error) {
 // to stop the replay (shutdown, lost lease); a dead letter that cannot be
 // replayed counts as failed and stays.
 func (r *runner) one(ctx context.Context, seq uint64) error {
-	var dl *heraldv1.DeadLetter
-	err := retry(ctx, bus.IsRetryable, linearBackoff, func() (err error) {
-		dl, _, err = r.s.load(ctx, r.rec.Tenant, seq)
+	job, err := r.job(ctx, seq)
+	if job == nil || err != nil {
 		return err
-	})
-	if errors.Is(err, ErrNotFound) {
-		r.done("skipped", seq, nil)
-		return nil
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		r.done("failed", seq, err)
-		return nil
-	}
-	job := dl.Job
-	ep, err := r.s.eps.Endpoint(ctx, r.rec.Tenant, job.EndpointId)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		r.done("failed", seq, fmt.Errorf("endpoint %s was deleted", job.EndpointId))
-		return nil
-	case err != nil:
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		r.done("failed", seq, fmt.Errorf("endpoint %s: %w", job.EndpointId, err))
-		return nil
-	case !ep.Enabled:
-		r.done("failed", seq, fmt.Errorf("endpoint %s is disabled; enable it, then replay again", job.EndpointId))
-		return nil
 	}
 	if err := r.pace.wait(ctx); err != nil {
 		return err
@@ -196,22 +177,73 @@ func (r *runner) one(ctx context.Context, seq uint64) error {
 	}
 	// From here the dead letter is finished even if ctx ends: a stop never
 	// leaves a stored job uncounted.
-	ctx = context.WithoutCancel(ctx)
+	r.publish(context.WithoutCancel(ctx), seq, job)
+	return nil
+}
+
+// job returns the job of the dead letter at seq if it can be sent now.
+// Otherwise it returns no job and either counts the dead letter (skipped:
+// gone; failed: unreadable, or its endpoint deleted or disabled) or, when
+// ctx ended, returns ctx's error to stop the replay before it.
+func (r *runner) job(ctx context.Context, seq uint64) (*heraldv1.DeliveryJob, error) {
+	var dl *heraldv1.DeadLetter
+	err := retry(ctx, bus.IsRetryable, linearBackoff, func() (err error) {
+		dl, _, err = r.s.load(ctx, r.rec.Tenant, seq)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		r.done("skipped", seq, nil)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, r.fail(ctx, seq, err)
+	}
+	job := dl.Job
+	ep, err := r.s.endpoint(ctx, r.rec.Tenant, job.EndpointId)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		r.done("failed", seq, fmt.Errorf("endpoint %s was deleted", job.EndpointId))
+		return nil, nil
+	case err != nil:
+		return nil, r.fail(ctx, seq, err)
+	case !ep.Enabled:
+		r.done("failed", seq, fmt.Errorf("endpoint %s is disabled; enable it, then replay again", job.EndpointId))
+		return nil, nil
+	}
+	return job, nil
+}
+
+// fail counts the dead letter at seq as failed for err, unless err came
+// from ctx ending: then it returns ctx's error, leaving the dead letter for
+// whoever continues the replay.
+func (r *runner) fail(ctx context.Context, seq uint64, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	r.done("failed", seq, err)
+	return nil
+}
+
+// publish stores the dead letter's job again, then deletes the dead letter,
+// and counts the outcome. The Nats-Msg-Id names the dead letter, so a job
+// published again after a crash between the two is deduplicated.
+func (r *runner) publish(ctx context.Context, seq uint64, job *heraldv1.DeliveryJob) {
 	if err := r.s.publishJob(ctx, job, r.rec.ID, fmt.Sprintf("%s:replay:%d", job.Id, seq)); err != nil {
 		r.done("failed", seq, err)
-		return nil
+		return
 	}
 	if r.s.afterPublish != nil {
 		r.s.afterPublish(r.rec.ID, seq)
 	}
 	if err := r.s.deleteDead(ctx, seq); err != nil {
 		r.done("failed", seq, fmt.Errorf("replayed, but the dead letter was not removed: %w", err))
-		return nil
+		return
 	}
 	r.done("replayed", seq, nil)
-	return nil
 }
 
+// done counts one dead letter's result: replayed, skipped or failed (err
+// says why).
 func (r *runner) done(result string, seq uint64, err error) {
 	replayJobs.WithLabelValues(result).Inc()
 	if r.counted > 0 {
@@ -250,7 +282,7 @@ func (r *runner) save(ctx context.Context, keep bool) error {
 	if keep {
 		r.rec.LeaseUntil = now.Add(r.s.lease)
 	}
-	b, err := json.Marshal(r.rec)
+	b, err := r.rec.encode()
 	if err != nil {
 		return err
 	}
@@ -264,12 +296,14 @@ func (r *runner) save(ctx context.Context, keep bool) error {
 	return nil
 }
 
+// finish saves the replay as ended in state (msg: why it failed) and
+// releases it.
 func (r *runner) finish(ctx context.Context, state, msg string) {
 	r.rec.State, r.rec.Error = state, msg
 	r.rec.FinishedAt = r.s.now().UTC()
-	r.rec.Owner, r.rec.LeaseUntil = "", time.Time{}
-	if rest := r.rec.Total - r.rec.Replayed - r.rec.Failed - r.rec.Skipped; state == StateDone && rest > 0 {
-		r.rec.Skipped += rest // gone between the count and their turn
+	r.rec.release()
+	if state == StateDone {
+		r.rec.Skipped += r.rec.remaining() // gone between the count and their turn
 	}
 	if err := r.save(ctx, false); err != nil {
 		r.log.Error().Err(err).Msg("replay finished but not saved; it will be run again and find nothing left")

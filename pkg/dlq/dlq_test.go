@@ -111,6 +111,17 @@ func (e *env) dead(tenant, ep, eventID, typ string, at time.Time) uint64 {
 	return ack.Sequence
 }
 
+// deadLetters stores n dead letters of ep (events e0, e1, ... of type t.x)
+// and returns their sequences.
+func (e *env) deadLetters(tenant, ep string, n int, at time.Time) []uint64 {
+	e.t.Helper()
+	seqs := make([]uint64, 0, n)
+	for i := range n {
+		seqs = append(seqs, e.dead(tenant, ep, fmt.Sprintf("e%d", i), "t.x", at))
+	}
+	return seqs
+}
+
 // service starts a Service's Run and waits until it has read the replays.
 func (e *env) service(opts ...Option) (*Service, func()) {
 	e.t.Helper()
@@ -433,9 +444,7 @@ func TestReplayIsRateLimited(t *testing.T) {
 	a := e.tenant("a")
 	ep := e.endpoint(a, []string{"*"}, true)
 	now := time.Now().Truncate(time.Millisecond)
-	for i := range 20 {
-		e.dead(a, ep, fmt.Sprintf("e%d", i), "t.x", now)
-	}
+	e.deadLetters(a, ep, 20, now)
 	svc, _ := e.service()
 	began := time.Now()
 	r, err := svc.StartReplay(e.ctx, a, ReplayRequest{Filter: &Filter{EndpointID: ep}, Rate: 10})
@@ -490,10 +499,7 @@ func TestReplayResumesAfterCrash(t *testing.T) {
 	a := e.tenant("a")
 	ep := e.endpoint(a, []string{"*"}, true)
 	now := time.Now().Truncate(time.Millisecond)
-	var seqs []uint64
-	for i := range 20 {
-		seqs = append(seqs, e.dead(a, ep, fmt.Sprintf("e%d", i), "t.x", now))
-	}
+	seqs := e.deadLetters(a, ep, 20, now)
 
 	// Process A stalls (as if dead) right after storing the 6th job.
 	crashed, release := make(chan struct{}), make(chan struct{})
@@ -553,10 +559,7 @@ func TestReplayResumesAfterShutdown(t *testing.T) {
 	a := e.tenant("a")
 	ep := e.endpoint(a, []string{"*"}, true)
 	now := time.Now().Truncate(time.Millisecond)
-	var seqs []uint64
-	for i := range 30 {
-		seqs = append(seqs, e.dead(a, ep, fmt.Sprintf("e%d", i), "t.x", now))
-	}
+	seqs := e.deadLetters(a, ep, 30, now)
 	svcA, stopA := e.service(withOwner("A"), WithLease(time.Minute))
 	r, err := svcA.StartReplay(e.ctx, a, ReplayRequest{IDs: seqs, Rate: 40})
 	if err != nil {

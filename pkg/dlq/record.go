@@ -22,9 +22,11 @@ type record struct {
 	Tenant     string    `json:"tenant_id"`
 	Owner      string    `json:"owner,omitempty"`
 	LeaseUntil time.Time `json:"lease_until,omitzero"`
-	// Cursor is, for a filter, the next DLQ sequence to look at; for ids,
-	// the index of the next id.
-	Cursor uint64 `json:"cursor,omitempty"`
+	// NextIndex is, in a replay of IDs, the index of the next id to replay.
+	NextIndex int `json:"next_index,omitempty"`
+	// AfterSeq is, in a filter replay, the DLQ sequence of the last dead
+	// letter handled: the replay continues after it (0: from Filter.Since).
+	AfterSeq uint64 `json:"after_seq,omitempty"`
 	// UpTo is the DLQ's last sequence when the replay started: dead letters
 	// stored later (jobs that died again meanwhile) are not part of it.
 	UpTo    uint64 `json:"up_to,omitempty"`
@@ -35,16 +37,16 @@ type record struct {
 // is handled.
 func (rec *record) advance(seq uint64) {
 	if rec.Filter == nil {
-		rec.Cursor++
+		rec.NextIndex++
 		return
 	}
-	rec.Cursor = seq + 1
+	rec.AfterSeq = seq
 }
 
 // from is where the filter's remaining dead letters start.
 func (rec record) from() position {
-	if rec.Cursor > 0 {
-		return position{seq: rec.Cursor}
+	if rec.AfterSeq > 0 {
+		return position{seq: rec.AfterSeq + 1}
 	}
 	return position{time: rec.Filter.Since}
 }
@@ -66,14 +68,48 @@ func (rec *record) release() { rec.Owner, rec.LeaseUntil = "", time.Time{} }
 // listed by the prefix "<tenant>.".
 func replayKey(tenant, id string) string { return tenant + "." + id }
 
-// encode is the stored form of rec.
-func (rec record) encode() ([]byte, error) { return json.Marshal(rec) }
+// storedRecord is a record as stored. Before NextIndex and AfterSeq, one
+// field, "cursor", held a replay's progress: for ids, the index of the next
+// id; for a filter, the DLQ sequence after the last one handled. A record
+// stored with it (by a release before them) is migrated as it is read; and
+// it is still written, in that meaning, so that a process of that release,
+// running beside this one during a rolling upgrade, continues a replay it
+// takes over where it is rather than from its start. It is read only when
+// NextIndex and AfterSeq are absent, which is how such a process leaves a
+// record it saved (it drops the fields it does not know).
+type storedRecord struct {
+	record
+	Cursor uint64 `json:"cursor,omitempty"`
+}
 
-// decodeRecord reads a stored replay.
+// encode is the stored form of rec.
+func (rec record) encode() ([]byte, error) {
+	st := storedRecord{record: rec, Cursor: uint64(rec.NextIndex)}
+	if rec.Filter != nil {
+		st.Cursor = 0
+		if rec.AfterSeq > 0 {
+			st.Cursor = rec.AfterSeq + 1
+		}
+	}
+	return json.Marshal(st)
+}
+
+// decodeRecord reads a stored replay, migrating the progress of one stored
+// in the earlier shape (see storedRecord).
 func decodeRecord(b []byte) (record, error) {
-	var rec record
-	err := json.Unmarshal(b, &rec)
-	return rec, err
+	var st storedRecord
+	if err := json.Unmarshal(b, &st); err != nil {
+		return record{}, err
+	}
+	rec := st.record
+	if st.Cursor > 0 && rec.NextIndex == 0 && rec.AfterSeq == 0 {
+		if rec.Filter == nil {
+			rec.NextIndex = int(min(st.Cursor, uint64(len(rec.IDs))))
+		} else {
+			rec.AfterSeq = st.Cursor - 1
+		}
+	}
+	return rec, nil
 }
 
 // readRecord returns a tenant's stored replay, or ErrNotFound.

@@ -103,8 +103,8 @@ func (r *runner) ensureCounted(ctx context.Context) error {
 
 // workIDs replays the listed dead letters not handled yet, in order.
 func (r *runner) workIDs(ctx context.Context) error {
-	for int(r.rec.Cursor) < len(r.rec.IDs) {
-		if err := r.step(ctx, r.rec.IDs[r.rec.Cursor]); err != nil {
+	for r.rec.NextIndex < len(r.rec.IDs) {
+		if err := r.step(ctx, r.rec.IDs[r.rec.NextIndex]); err != nil {
 			return err
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // readyTimeout bounds how long Start waits for the server to accept clients.
@@ -39,6 +40,15 @@ type Config struct {
 	MaxPayload int32
 	// ServerName names the server; "" lets the server use its ID.
 	ServerName string
+	// Users are password users (name to password), in the global account
+	// with every permission. None: clients need no credentials at all.
+	Users map[string]string
+	// CalloutIssuer, a public account nkey, turns on the auth callout: a
+	// client that is not one of Users is authorized by the service that
+	// answers on $SYS.REQ.USER.AUTH in the global account (Herald's, package
+	// natsauth), whose responses this key must sign. Users bypass it (they
+	// are its auth_users), so that the service itself can connect.
+	CalloutIssuer string
 	// Logger receives the server's log lines: notices at info, warnings at
 	// warn, errors and fatals at error; debug and trace lines only when the
 	// logger is enabled at those levels. The zero Logger discards everything.
@@ -78,6 +88,26 @@ func Start(cfg Config) (*Server, error) {
 		StoreDir:     cfg.StoreDir,
 		SyncInterval: cfg.SyncInterval,
 		SyncAlways:   cfg.SyncAlways,
+	}
+	for name, password := range cfg.Users {
+		// The server keeps a bcrypt hash, not the password. The passwords
+		// are random (Herald's), so the lowest cost is enough and keeps
+		// every connect cheap.
+		h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			return nil, fmt.Errorf("natsembed: user %s: %w", name, err)
+		}
+		opts.Users = append(opts.Users, &server.User{Username: name, Password: string(h)})
+	}
+	if cfg.CalloutIssuer != "" {
+		if len(cfg.Users) == 0 {
+			return nil, errors.New("natsembed: an auth callout needs Users for its service")
+		}
+		ac := &server.AuthCallout{Issuer: cfg.CalloutIssuer, Account: server.DEFAULT_GLOBAL_ACCOUNT}
+		for _, u := range opts.Users {
+			ac.AuthUsers = append(ac.AuthUsers, u.Username)
+		}
+		opts.AuthCallout = ac
 	}
 	if cfg.DontListen {
 		// No listener: keep the options from claiming a port.

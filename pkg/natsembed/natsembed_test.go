@@ -158,3 +158,33 @@ func atLeast212(v string) bool {
 	_, err := fmt.Sscanf(v, "%d.%d", &major, &minor)
 	return err == nil && (major > 2 || major == 2 && minor >= 12)
 }
+
+// With Users the server requires credentials, over TCP and in process.
+func TestUsersRequireCredentials(t *testing.T) {
+	s := start(t, natsembed.Config{Port: -1, Users: map[string]string{"herald": "s3cret-password"}})
+	if _, err := nats.Connect(s.ClientURL()); err == nil {
+		t.Fatal("anonymous client connected")
+	}
+	if _, err := nats.Connect(s.ClientURL(), nats.UserInfo("herald", "wrong")); err == nil {
+		t.Fatal("wrong password connected")
+	}
+	nc, err := s.Connect(nats.UserInfo("herald", "s3cret-password"))
+	if err != nil {
+		t.Fatalf("in process with the password: %v", err)
+	}
+	defer nc.Close()
+	publishAndFetch(t, nc, "AUTHED")
+	tcp, err := nats.Connect(s.ClientURL(), nats.UserInfo("herald", "s3cret-password"))
+	if err != nil {
+		t.Fatalf("TCP with the password: %v", err)
+	}
+	tcp.Close()
+}
+
+// A callout without users for its service cannot work: refused at start.
+func TestCalloutNeedsUsers(t *testing.T) {
+	_, err := natsembed.Start(natsembed.Config{StoreDir: t.TempDir(), Port: -1, CalloutIssuer: "ABJHLOVMPA4CI6R5KLNGOB4GSLNIY7IOUPAJC4YFNDLQVIOBYQGUWVLA"})
+	if err == nil {
+		t.Fatal("started a callout without users")
+	}
+}

@@ -41,7 +41,10 @@ type Config struct {
 	// server default, every 2 minutes), "always", or a duration.
 	NATSSync string
 	NATSURL  string
-	RedisURL string
+	// NATSClient is how the separate services authenticate to NATS_URL,
+	// and the auth callout for producers (natsconn.go).
+	NATSClient NATSClient
+	RedisURL   string
 	// RedisPrefix starts every key Herald writes in Redis.
 	RedisPrefix string
 	// RedisOptional lets the process run on an in-process cache when no
@@ -191,6 +194,18 @@ func FromEnv(def Config) (Config, error) {
 	str("HERALD_NATS_LISTEN", &c.NATSListen)
 	str("HERALD_NATS_SYNC", &c.NATSSync)
 	boolean("HERALD_EMBEDDED_NATS", &c.Embedded)
+	str("HERALD_NATS_CREDS", &c.NATSClient.Creds)
+	str("HERALD_NATS_NKEY", &c.NATSClient.NKeyFile)
+	str("HERALD_NATS_USER", &c.NATSClient.User)
+	str("HERALD_NATS_PASSWORD", &c.NATSClient.Password)
+	str("HERALD_NATS_TOKEN", &c.NATSClient.Token)
+	str("HERALD_NATS_TLS_CA", &c.NATSClient.TLSCA)
+	str("HERALD_NATS_TLS_CERT", &c.NATSClient.TLSCert)
+	str("HERALD_NATS_TLS_KEY", &c.NATSClient.TLSKey)
+	str("HERALD_NATS_CALLOUT_SEED", &c.NATSClient.CalloutSeed)
+	str("HERALD_NATS_SYSTEM_USER", &c.NATSClient.SystemUser)
+	str("HERALD_NATS_SYSTEM_PASSWORD", &c.NATSClient.SystemPassword)
+	errs = append(errs, c.NATSClient.check()...)
 	str("HERALD_LOG_LEVEL", &c.LogLevel)
 	str("HERALD_LOG_FORMAT", &c.LogFormat)
 	num("HERALD_SENDER_WORKERS", &c.SenderWorkers)

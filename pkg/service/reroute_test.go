@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -112,10 +113,14 @@ func TestDeliveriesLostIsRerouted(t *testing.T) {
 }
 
 // operatorJetStream connects to the all-in-one's embedded NATS as an
-// operator would.
+// operator would: with Herald's own credentials from the data dir.
 func operatorJetStream(t *testing.T, info service.Info) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(info.NATSURL)
+	own, err := service.ReadEmbeddedNATSAuth(filepath.Dir(info.NATSAuthFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(info.NATSURL, own.Options()...)
 	if err != nil {
 		t.Fatal(err)
 	}

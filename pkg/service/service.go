@@ -29,7 +29,6 @@ import (
 	"github.com/heraldhq/herald/pkg/hold"
 	"github.com/heraldhq/herald/pkg/ingest"
 	"github.com/heraldhq/herald/pkg/limit"
-	"github.com/heraldhq/herald/pkg/natsembed"
 	"github.com/heraldhq/herald/pkg/ops"
 	"github.com/heraldhq/herald/pkg/payload"
 	"github.com/heraldhq/herald/pkg/router"
@@ -52,7 +51,10 @@ type Info struct {
 	// is then where.
 	AdminTokenGenerated bool
 	AdminTokenFile      string
-	Redis               bool
+	// NATSAuthFile holds Herald's own credentials of the embedded NATS
+	// server (EmbeddedNATSAuth); producers use an API key instead.
+	NATSAuthFile string
+	Redis        bool
 	// EgressAllowPrivate is true when deliveries may go to loopback and
 	// private addresses (HERALD_EGRESS_ALLOW_PRIVATE).
 	EgressAllowPrivate bool
@@ -83,41 +85,19 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 		return err
 	}
 
-	// NATS: embedded, or a server at NATS_URL.
-	var nc *nats.Conn
-	var embedded *natsembed.Server
+	// NATS: embedded, or a server at NATS_URL (natsconn.go).
+	link, err := openNATS(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer link.close()
+	info.NATSURL = link.clientURL()
 	if cfg.Embedded {
-		host, port, err := splitHostPort(cfg.NATSListen)
-		if err != nil {
-			return fmt.Errorf("HERALD_NATS_LISTEN: %w", err)
-		}
-		ecfg := natsembed.Config{
-			StoreDir: filepath.Join(cfg.DataDir, "nats"), Host: host, Port: port,
-			ServerName: "herald", Logger: log.With().Str("component", "nats").Logger(),
-		}
-		switch {
-		case cfg.NATSSync == "always":
-			ecfg.SyncAlways = true
-		case cfg.NATSSync != "":
-			ecfg.SyncInterval, _ = time.ParseDuration(cfg.NATSSync)
-		}
-		embedded, err = natsembed.Start(ecfg)
-		if err != nil {
-			return fmt.Errorf("embedded nats: %w", err)
-		}
-		defer embedded.Shutdown()
-		info.NATSURL = embedded.ClientURL()
-		nc, err = embedded.Connect(natsOptions(log)...)
-		if err != nil {
-			return fmt.Errorf("connect embedded nats: %w", err)
-		}
-	} else {
-		var err error
-		info.NATSURL = cfg.NATSURL
-		nc, err = nats.Connect(cfg.NATSURL, natsOptions(log)...)
-		if err != nil {
-			return fmt.Errorf("connect %s: %w", redactURL(cfg.NATSURL), err)
-		}
+		info.NATSAuthFile = NATSAuthFile(cfg.DataDir)
+	}
+	nc, err := link.connect("herald")
+	if err != nil {
+		return err
 	}
 	defer nc.Close()
 
@@ -146,13 +126,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 	// counts of jobs that need them.
 	// Their chunks travel on a connection of their own, so that a burst of
 	// large events never queues ahead of small events, jobs and acks.
-	bulkOpts := append(natsOptions(log), nats.Name("herald-payloads"))
-	var bnc *nats.Conn
-	if embedded != nil {
-		bnc, err = embedded.Connect(bulkOpts...)
-	} else {
-		bnc, err = nats.Connect(cfg.NATSURL, bulkOpts...)
-	}
+	bnc, err := link.connect("herald-payloads")
 	if err != nil {
 		return fmt.Errorf("connect nats for payloads: %w", err)
 	}
@@ -217,6 +191,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 	defer stop()
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = c.Run(runCtx) }()
+	if err := link.serveProducerAuth(runCtx, &wg, st); err != nil {
+		return err
+	}
 
 	checks := []health.Check{
 		{Name: "nats", Fn: func(context.Context) error {

@@ -264,18 +264,39 @@ func (s *Store) RevokeAPIKey(ctx context.Context, tenant, keyID string) error {
 // is by hash, and the stored hash is compared in constant time, so neither
 // the key nor its hash leaks through timing.
 func (s *Store) Authenticate(ctx context.Context, key string) (string, error) {
-	if !strings.HasPrefix(key, APIKeyPrefix) || len(key) > 100 {
-		return "", ErrNotFound
-	}
-	h := hashKey(key)
-	var k APIKey
-	if _, err := s.get(ctx, apiKeyPrefix+h, &k); err != nil {
+	k, err := s.LookupAPIKey(ctx, key)
+	if err != nil {
 		return "", err
 	}
-	if subtle.ConstantTimeCompare([]byte(k.Hash), []byte(h)) != 1 {
-		return "", ErrNotFound
-	}
 	return k.TenantID, nil
+}
+
+// LookupAPIKey is Authenticate returning the key's record: NATS
+// authorization names the connection after the key's id and hash, so that
+// a revoked key's connections can be found again (APIKeyByHash).
+func (s *Store) LookupAPIKey(ctx context.Context, key string) (APIKey, error) {
+	if !strings.HasPrefix(key, APIKeyPrefix) || len(key) > 100 {
+		return APIKey{}, ErrNotFound
+	}
+	h := hashKey(key)
+	k, err := s.APIKeyByHash(ctx, h)
+	if err != nil {
+		return APIKey{}, err
+	}
+	if subtle.ConstantTimeCompare([]byte(k.Hash), []byte(h)) != 1 {
+		return APIKey{}, ErrNotFound
+	}
+	return k, nil
+}
+
+// APIKeyByHash returns the live key whose hash is hash, or ErrNotFound once
+// it was revoked (or its tenant deleted).
+func (s *Store) APIKeyByHash(ctx context.Context, hash string) (APIKey, error) {
+	var k APIKey
+	if _, err := s.get(ctx, apiKeyPrefix+hash, &k); err != nil {
+		return APIKey{}, err
+	}
+	return k, nil
 }
 
 func hashKey(key string) string {

@@ -111,10 +111,11 @@ func (e *env) dead(tenant, ep, eventID, typ string, at time.Time) uint64 {
 	return ack.Sequence
 }
 
-// deadLetters stores n dead letters of ep (events e0, e1, ... of type t.x)
-// and returns their sequences.
-func (e *env) deadLetters(tenant, ep string, n int, at time.Time) []uint64 {
+// deadLetters stores n dead letters of ep that died now (events e0, e1, ...
+// of type t.x) and returns their sequences.
+func (e *env) deadLetters(tenant, ep string, n int) []uint64 {
 	e.t.Helper()
+	at := time.Now().Truncate(time.Millisecond)
 	seqs := make([]uint64, 0, n)
 	for i := range n {
 		seqs = append(seqs, e.dead(tenant, ep, fmt.Sprintf("e%d", i), "t.x", at))
@@ -443,8 +444,7 @@ func TestReplayIsRateLimited(t *testing.T) {
 	e := newEnv(t)
 	a := e.tenant("a")
 	ep := e.endpoint(a, []string{"*"}, true)
-	now := time.Now().Truncate(time.Millisecond)
-	e.deadLetters(a, ep, 20, now)
+	e.deadLetters(a, ep, 20)
 	svc, _ := e.service()
 	began := time.Now()
 	r, err := svc.StartReplay(e.ctx, a, ReplayRequest{Filter: &Filter{EndpointID: ep}, Rate: 10})
@@ -498,8 +498,7 @@ func TestReplayResumesAfterCrash(t *testing.T) {
 	e := newEnv(t)
 	a := e.tenant("a")
 	ep := e.endpoint(a, []string{"*"}, true)
-	now := time.Now().Truncate(time.Millisecond)
-	seqs := e.deadLetters(a, ep, 20, now)
+	seqs := e.deadLetters(a, ep, 20)
 
 	// Process A stalls (as if dead) right after storing the 6th job.
 	crashed, release := make(chan struct{}), make(chan struct{})
@@ -558,8 +557,7 @@ func TestReplayResumesAfterShutdown(t *testing.T) {
 	e := newEnv(t)
 	a := e.tenant("a")
 	ep := e.endpoint(a, []string{"*"}, true)
-	now := time.Now().Truncate(time.Millisecond)
-	seqs := e.deadLetters(a, ep, 30, now)
+	seqs := e.deadLetters(a, ep, 30)
 	svcA, stopA := e.service(withOwner("A"), WithLease(time.Minute))
 	r, err := svcA.StartReplay(e.ctx, a, ReplayRequest{IDs: seqs, Rate: 40})
 	if err != nil {

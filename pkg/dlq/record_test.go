@@ -94,9 +94,8 @@ func TestReplayStoredInTheOldShapeResumes(t *testing.T) {
 	e := newEnv(t)
 	a := e.tenant("a")
 	byFilter, byID := e.endpoint(a, []string{"*"}, true), e.endpoint(a, []string{"*"}, true)
-	now := time.Now().Truncate(time.Millisecond)
-	f := e.deadLetters(a, byFilter, 5, now)
-	l := e.deadLetters(a, byID, 3, now)
+	f := e.deadLetters(a, byFilter, 5)
+	l := e.deadLetters(a, byID, 3)
 	svc, _ := e.service()
 
 	filterID, idsID := event.NewID("rpl"), event.NewID("rpl")

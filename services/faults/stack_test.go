@@ -145,14 +145,16 @@ func startStack(t *testing.T, o stackOptions) *Stack {
 	// creating the same streams at once wait 10 s for each stream (their
 	// CreateOrUpdateStream calls go unanswered; see the report). Then the
 	// router and the senders together, which only find the streams there.
-	s.Ingest = s.spawn(t, "herald-ingest", filepath.Join(bins, "herald-ingest"))
-	s.Ingest.WaitHTTP(s.Ingest.URL()+"/readyz", 45*time.Second)
-	s.Router = s.spawn(t, "herald-router", filepath.Join(bins, "herald-router"))
+	ingest := s.spawn(t, "herald-ingest", filepath.Join(bins, "herald-ingest"))
+	s.Ingest = s.ready(t, ingest)
+	router := s.spawn(t, "herald-router", filepath.Join(bins, "herald-router"))
+	var senders []*service
 	for i := range 2 {
-		s.Senders = append(s.Senders, s.spawn(t, fmt.Sprintf("herald-sender-%c", 'A'+i), filepath.Join(bins, "herald-sender")))
+		senders = append(senders, s.spawn(t, fmt.Sprintf("herald-sender-%c", 'A'+i), filepath.Join(bins, "herald-sender")))
 	}
-	for _, p := range s.Services() {
-		p.WaitHTTP(p.URL()+"/readyz", 45*time.Second)
+	s.Router = s.ready(t, router)
+	for _, sv := range senders {
+		s.Senders = append(s.Senders, s.ready(t, sv))
 	}
 	s.API = newAPI(s.Ingest.URL())
 
@@ -221,15 +223,58 @@ func (s *Stack) startCluster(t *testing.T) {
 	}
 }
 
-// spawn starts one Herald service on a free port; the caller waits for its
-// /readyz.
-func (s *Stack) spawn(t *testing.T, name, bin string) *testenv.Process {
+// service is a Herald process being started.
+type service struct {
+	name, bin string
+	p         *testenv.Process
+}
+
+// spawn starts one Herald service on a free port; ready waits for it.
+func (s *Stack) spawn(t *testing.T, name, bin string) *service {
 	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	p := testenv.StartProcess(t, s.label(name), append(append([]string{}, s.env...), "HERALD_HTTP_ADDR="+addr), bin)
 	p.SetURL("http://" + addr)
 	s.names[p] = s.label(name)
-	return p
+	return &service{name: name, bin: bin, p: p}
+}
+
+// ready waits until the service answers /readyz 200 and returns its
+// process. A port is free when FreePort picks it, not always when the
+// service binds it (other tests run on this machine): a service that exits
+// because its address is in use is started again on another port, up to
+// three times.
+func (s *Stack) ready(t *testing.T, sv *service) *testenv.Process {
+	t.Helper()
+	for try := 1; ; try++ {
+		err := awaitReady(sv.p, 45*time.Second)
+		if err == nil {
+			return sv.p
+		}
+		if try < 3 && !sv.p.Running() && strings.Contains(sv.p.Output(), "address already in use") {
+			t.Logf("%s: its port was taken before it could bind it; starting it on another", s.Name(sv.p))
+			sv = s.spawn(t, sv.name, sv.bin)
+			continue
+		}
+		t.Fatalf("%s: %v; output:\n%s", s.Name(sv.p), err, sv.p.Output())
+	}
+}
+
+// awaitReady waits until p answers /readyz 200, at most within; it fails
+// at once if p exits.
+func awaitReady(p *testenv.Process, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for readyz(p) != http.StatusOK {
+		select {
+		case <-p.Done():
+			return fmt.Errorf("exited before it was ready (%v)", p.ExitErr())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready within %s", within)
+		}
+	}
+	return nil
 }
 
 // Services are the Herald processes.

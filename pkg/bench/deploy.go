@@ -21,6 +21,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/pkg/service"
 )
 
 // DeployOptions are what a scenario asks of a fresh deployment.
@@ -45,10 +47,14 @@ type Stack struct {
 	Deployment string
 	APIURL     string // http://127.0.0.1:port
 	NATSURL    string
-	AdminToken string
-	Procs      []*Proc // processes to measure; empty when in-process
-	stop       func()
-	once       sync.Once
+	// NATSOptions connect to NATSURL as Herald does (its own credentials
+	// of an all-in-one's embedded server), for reading the DLQ; producers
+	// connect with an API key instead (ConnectProducer).
+	NATSOptions []nats.Option
+	AdminToken  string
+	Procs       []*Proc // processes to measure; empty when in-process
+	stop        func()
+	once        sync.Once
 }
 
 // NewStack describes a deployment started by other means (in-process);
@@ -302,16 +308,22 @@ func (d AllInOne) Start(ctx context.Context, o DeployOptions) (*Stack, error) {
 		return nil, err
 	}
 	admin := randToken("adm_bench")
+	data := filepath.Join(o.Dir, "data")
 	p, api, err := startHerald(ctx, o, "herald", d.Bin, []string{
 		"HERALD_NATS_LISTEN=" + natsAddr,
-		"HERALD_DATA_DIR=" + filepath.Join(o.Dir, "data"),
+		"HERALD_DATA_DIR=" + data,
 		"HERALD_ADMIN_TOKEN=" + admin,
 		"REDIS_URL=redis://" + closed,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Deployment: d.Name(), APIURL: api, NATSURL: "nats://" + natsAddr, AdminToken: admin, Procs: []*Proc{p}}
+	own, err := service.ReadEmbeddedNATSAuth(data)
+	if err != nil {
+		stopAll([]*Proc{p})
+		return nil, err
+	}
+	s := &Stack{Deployment: d.Name(), APIURL: api, NATSURL: "nats://" + natsAddr, NATSOptions: own.Options(), AdminToken: admin, Procs: []*Proc{p}}
 	s.stop = func() { stopAll(s.Procs) }
 	return s, nil
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/pkg/bus"
+	"github.com/heraldhq/herald/pkg/natsauth"
 	"github.com/heraldhq/herald/pkg/sign"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,7 +41,7 @@ const (
 type Target struct {
 	URL    string // ModeHTTP: Herald's base URL; ModeDirect: the webhook URL
 	APIKey string // ModeHTTP: the tenant's API key
-	Tenant string // ModeNATS: the tenant id
+	Tenant string // ModeNATS: the tenant id (with its APIKey as the NATS token)
 	Type   string // the event type
 	Secret string // ModeDirect: the whsec_ secret to sign with
 	Group  int    // for the ledger: which endpoints this event must reach
@@ -70,8 +71,10 @@ type GenConfig struct {
 	Sizes       []SizeClass // default: 1 KiB
 	// IDPrefix starts every event id: <prefix>-<seq, 9 digits>.
 	IDPrefix string
-	NATS     *nats.Conn    // ModeNATS
-	Timeout  time.Duration // per request; default 30 s
+	// NATSURL is where ModeNATS publishes: as producers do, one connection
+	// per tenant with the target's APIKey as the token (ConnectProducer).
+	NATSURL string
+	Timeout time.Duration // per request; default 30 s
 	// OnResult, if set, hears every event's outcome (from many goroutines).
 	OnResult func(seq int, r Result)
 }
@@ -147,9 +150,9 @@ func NewHTTPClient(conns int, timeout time.Duration) *http.Client {
 type generator struct {
 	cfg    GenConfig
 	client *http.Client
-	js     jetstream.JetStream
-	blobs  [][]byte // data blob per size class, longest needed
-	total  int      // sum of weights
+	js     map[string]jetstream.JetStream // ModeNATS, by tenant
+	blobs  [][]byte                       // data blob per size class, longest needed
+	total  int                            // sum of weights
 	signer []*sign.Signer
 
 	mu       sync.Mutex
@@ -201,14 +204,26 @@ func Generate(ctx context.Context, cfg GenConfig) (GenSummary, error) {
 		g.client = NewHTTPClient(cfg.Concurrency, cfg.Timeout)
 		defer g.client.CloseIdleConnections()
 	case ModeNATS:
-		if cfg.NATS == nil {
-			return GenSummary{}, errors.New("generate: ModeNATS needs a NATS connection")
+		if cfg.NATSURL == "" {
+			return GenSummary{}, errors.New("generate: ModeNATS needs a NATS URL")
 		}
-		js, err := jetstream.New(cfg.NATS)
-		if err != nil {
-			return GenSummary{}, err
+		g.js = map[string]jetstream.JetStream{}
+		for _, t := range cfg.Targets {
+			if t.Tenant == "" || t.APIKey == "" {
+				return GenSummary{}, errors.New("generate: ModeNATS needs each target's tenant id and API key")
+			}
+			if _, ok := g.js[t.Tenant]; ok {
+				continue
+			}
+			nc, err := ConnectProducer(cfg.NATSURL, t.Tenant, t.APIKey)
+			if err != nil {
+				return GenSummary{}, fmt.Errorf("generate: connect as a producer of %s: %w", t.Tenant, err)
+			}
+			defer nc.Close()
+			if g.js[t.Tenant], err = jetstream.New(nc); err != nil {
+				return GenSummary{}, err
+			}
 		}
-		g.js = js
 	default:
 		return GenSummary{}, fmt.Errorf("generate: unknown mode %q", cfg.Mode)
 	}
@@ -489,7 +504,7 @@ func (g *generator) publish(ctx context.Context, t Target, id string, size int, 
 	msg := &nats.Msg{Subject: bus.EventSubject(t.Tenant, t.Type), Data: join(g.eventBody(t, id, size))}
 	pctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 	defer cancel()
-	ack, err := g.js.PublishMsg(pctx, msg, jetstream.WithMsgID(t.Tenant+"/"+id), jetstream.WithExpectStream(bus.StreamEvents))
+	ack, err := g.js[t.Tenant].PublishMsg(pctx, msg, jetstream.WithMsgID(t.Tenant+"/"+id), jetstream.WithExpectStream(bus.StreamEvents))
 	r.Ack = time.Now()
 	if err != nil {
 		r.Status = http.StatusServiceUnavailable
@@ -500,7 +515,14 @@ func (g *generator) publish(ctx context.Context, t Target, id string, size int, 
 	r.Duplicate = ack.Duplicate
 }
 
-// ConnectNATS connects to NATS for ModeNATS and for reading the DLQ.
-func ConnectNATS(url string) (*nats.Conn, error) {
-	return nats.Connect(url, nats.Name("herald-bench"), nats.MaxReconnects(-1))
+// ConnectNATS connects to NATS for reading the DLQ, with opts: Herald's own
+// credentials for an all-in-one (Stack.NATSOptions).
+func ConnectNATS(url string, opts ...nats.Option) (*nats.Conn, error) {
+	return nats.Connect(url, append([]nats.Option{nats.Name("herald-bench"), nats.MaxReconnects(-1)}, opts...)...)
+}
+
+// ConnectProducer connects to NATS as a producer of tenant does: with one of
+// its API keys as the token, and the inbox prefix its replies may use.
+func ConnectProducer(url, tenant, apiKey string) (*nats.Conn, error) {
+	return ConnectNATS(url, nats.Name("herald-bench-producer"), nats.Token(apiKey), nats.CustomInboxPrefix(natsauth.InboxPrefix(tenant)))
 }

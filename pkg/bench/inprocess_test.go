@@ -111,5 +111,14 @@ func (d inProcess) Start(ctx context.Context, o DeployOptions) (*Stack, error) {
 			return nil, fmt.Errorf("role %d not ready in 30 s", i)
 		}
 	}
-	return NewStack(d.Name(), api, natsURL, admin, stop), nil
+	st := NewStack(d.Name(), api, natsURL, admin, stop)
+	if !d.separate { // the embedded server wants Herald's own credentials
+		own, err := service.ReadEmbeddedNATSAuth(filepath.Join(o.Dir, "data"))
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		st.NATSOptions = own.Options()
+	}
+	return st, nil
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/pkg/sign"
-	"github.com/nats-io/nats.go"
 )
 
 // Options configure a bench run.
@@ -238,7 +237,7 @@ func RunScenario(ctx context.Context, o Options, sc Scenario, dep Deployer) (res
 		}
 		return started(err)
 	}
-	nc, err := ConnectNATS(st.NATSURL)
+	nc, err := ConnectNATS(st.NATSURL, st.NATSOptions...)
 	if err != nil {
 		return fail(fmt.Errorf("connect to %s: %w", st.NATSURL, err))
 	}
@@ -271,13 +270,13 @@ func RunScenario(ctx context.Context, o Options, sc Scenario, dep Deployer) (res
 	// Warm-up: one event per target, until every endpoint has been reached
 	// (caches filled, connections open).
 	t0 = time.Now()
-	if missing := warmUp(ctx, o, sink, topo, runID, nc); missing > 0 {
+	if missing := warmUp(ctx, o, sink, topo, runID, st.NATSURL); missing > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("warm-up: %d endpoints not reached within 20 s", missing))
 	}
 	o.logf("   warmed up in %.1f s", time.Since(t0).Seconds())
 
 	for _, ph := range topo.phases {
-		pr := runPhase(ctx, o, sc, st, sink, dlq, nc, topo, ph, runID+"-"+ph.name[:1], res.Baseline.RequestsPerSec)
+		pr := runPhase(ctx, o, sc, st, sink, dlq, topo, ph, runID+"-"+ph.name[:1], res.Baseline.RequestsPerSec)
 		if ph.name == "control" {
 			res.Control = &pr
 		} else {
@@ -481,7 +480,7 @@ func baseline(ctx context.Context, sink *Sink, sinkURL string, sc Scenario, runI
 
 // warmUp sends one event per target of every phase and waits until each
 // endpoint has received a request; it returns how many were not reached.
-func warmUp(ctx context.Context, o Options, sink *Sink, topo *topology, runID string, nc *nats.Conn) int {
+func warmUp(ctx context.Context, o Options, sink *Sink, topo *topology, runID, natsURL string) int {
 	var targets []Target
 	keys := map[string]bool{}
 	for _, ph := range topo.phases {
@@ -492,7 +491,7 @@ func warmUp(ctx context.Context, o Options, sink *Sink, topo *topology, runID st
 			}
 		}
 	}
-	_, _ = Generate(ctx, GenConfig{Mode: o.Via, Targets: targets, Concurrency: 8, Count: len(targets), IDPrefix: runID + "-w", NATS: nc})
+	_, _ = Generate(ctx, GenConfig{Mode: o.Via, Targets: targets, Concurrency: 8, Count: len(targets), IDPrefix: runID + "-w", NATSURL: natsURL})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		missing := 0
@@ -508,7 +507,7 @@ func warmUp(ctx context.Context, o Options, sink *Sink, topo *topology, runID st
 	}
 }
 
-func runPhase(ctx context.Context, o Options, sc Scenario, st *Stack, sink *Sink, dlq *DLQWatcher, nc *nats.Conn,
+func runPhase(ctx context.Context, o Options, sc Scenario, st *Stack, sink *Sink, dlq *DLQWatcher,
 	topo *topology, ph phaseTopo, prefix string, baselinePS float64) PhaseResult {
 	pr := PhaseResult{Name: ph.name}
 	ledger := NewLedger(prefix, ph.groups)
@@ -542,7 +541,7 @@ func runPhase(ctx context.Context, o Options, sc Scenario, st *Stack, sink *Sink
 
 	sum, err := Generate(ctx, GenConfig{
 		Mode: o.Via, Targets: ph.targets, Rate: sc.Rate, Concurrency: sc.Concurrency, Duration: sc.Duration, Count: sc.Count,
-		Sizes: sc.Sizes, IDPrefix: prefix, NATS: nc,
+		Sizes: sc.Sizes, IDPrefix: prefix, NATSURL: st.NATSURL,
 		OnResult: func(seq int, r Result) {
 			ledger.Note(seq, ph.targets[r.Target].Group, r)
 			stMu.Lock()

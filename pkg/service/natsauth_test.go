@@ -86,7 +86,20 @@ func TestEmbeddedNATSRequiresCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	operator, err := nats.Connect(url, own.Options()...)
+	producerAuthScenario(t, base, url, own.Options(), rcv)
+	if _, err := nats.Connect(url, nats.UserInfo(own.User, "wrong")); err == nil {
+		t.Fatal("Herald's user connected with a wrong password")
+	}
+}
+
+// producerAuthScenario checks, on a running Herald whose NATS is at url
+// (own: Herald's credentials), that only credentials open it: a tenant's
+// API key may publish that tenant's events and store large bodies, nothing
+// else; a revoked key's live connection closes within seconds, and it
+// cannot connect again.
+func producerAuthScenario(t *testing.T, base, url string, own []nats.Option, rcv *hooks) {
+	t.Helper()
+	operator, err := nats.Connect(url, own...)
 	if err != nil {
 		t.Fatalf("Herald's own credentials: %v", err)
 	}
@@ -107,7 +120,6 @@ func TestEmbeddedNATSRequiresCredentials(t *testing.T) {
 		"anonymous":   nil,
 		"wrong token": {nats.Token("not-a-key")},
 		"unknown key": {nats.Token(store.APIKeyPrefix + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")},
-		"wrong user":  {nats.UserInfo(own.User, "wrong")},
 	} {
 		nc, err := nats.Connect(url, opts...)
 		if err == nil {
@@ -223,7 +235,57 @@ func TestEmbeddedNATSRequiresCredentials(t *testing.T) {
 		t.Fatal("the connection of the tenant's other key was closed too")
 	}
 	ojs2, _ := jetstream.New(other)
-	if _, err := ojs2.Publish(shortCtx(t), bus.EventSubject(a, "post.published"), []byte(`{"id":"nats-3","type":"post.published"}`)); err != nil {
+	if _, err := ojs2.Publish(shortCtx(t), bus.EventSubject(a, "post.published"), []byte(`{"id":"nats-3","type":"post.published","data":{"n":3}}`)); err != nil {
 		t.Fatalf("the tenant's other key no longer publishes: %v", err)
 	}
+}
+
+// The same on an operator's nats-server (a current release, as a process)
+// configured with Herald's auth callout: the separate services connect with
+// their own user, the API role answers the callout, and, given a user of
+// the system account, closes the connections of revoked keys.
+func TestExternalNATSWithCallout(t *testing.T) {
+	redisURL, prefix := testenv.Redis(t)
+	rcv := newHooks(t)
+	seed, err := natsauth.NewIssuer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := natsauth.ParseIssuer(seed)
+	issuer, _ := kp.PublicKey()
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	// As deploy/nats/nats.conf: Herald's user in the global account (where
+	// its streams are), producers through the callout.
+	if err := os.WriteFile(conf, []byte(`
+authorization {
+  users: [ { user: herald, password: herald-secret } ]
+  auth_callout {
+    issuer: `+issuer+`
+    auth_users: [ herald, herald-system ]
+  }
+}
+accounts {
+  SYS { users: [ { user: herald-system, password: system-secret } ] }
+}
+system_account: SYS
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ns := testenv.NATSProcess(t, "-c", conf)
+	if nc, err := nats.Connect(ns.URL()); err == nil {
+		nc.Close()
+		t.Fatal("the nats-server under test lets anonymous clients in")
+	}
+	info := runInfo(t, service.Config{
+		Roles:   service.Roles{API: true, Router: true, Sender: true},
+		NATSURL: ns.URL(),
+		NATSClient: service.NATSClient{User: "herald", Password: "herald-secret", CalloutSeed: seed,
+			SystemUser: "herald-system", SystemPassword: "system-secret"},
+		RedisURL: redisURL, RedisPrefix: prefix, HTTPAddr: "127.0.0.1:0",
+		AdminToken: testAdmin, EgressAllowPrivate: true, AllowPlaintextSecrets: true, LogLevel: "warn",
+	})
+	if info.NATSURL != ns.URL() || info.NATSAuthFile != "" {
+		t.Fatalf("Info: NATS %q, auth file %q; want %q and none", info.NATSURL, info.NATSAuthFile, ns.URL())
+	}
+	producerAuthScenario(t, "http://"+info.HTTPAddr, ns.URL(), []nats.Option{nats.UserInfo("herald", "herald-secret")}, rcv)
 }

@@ -95,10 +95,12 @@ func TestAllInOne(t *testing.T) {
 		h.API.PostEvent(t, tn.APIKey, "http-1", "post.created", trickyData)
 		// Straight to NATS, with "type" in the body ...
 		typedData := `{"via": "nats",  "typed":true}`
-		h.Bus.Publish(t, tn.ID, "post.updated", "nats-typed",
+		// (as a producer: the tenant's API key is the NATS token)
+		producer := h.Producer(t, tn)
+		producer.Publish(t, tn.ID, "post.updated", "nats-typed",
 			`{"type":"post.updated","id":"nats-typed","data":`+typedData+`}`)
 		// ... and without: the subject names the type, Nats-Msg-Id the id.
-		h.Bus.Publish(t, tn.ID, "post.deleted", "nats-untyped", `{"data":`+trickyData+`}`)
+		producer.Publish(t, tn.ID, "post.deleted", "nats-untyped", `{"data":`+trickyData+`}`)
 
 		rcv.WaitDelivered(t, 10*time.Second, "http-1", "nats-typed", "nats-untyped")
 		checkDelivery(t, rcv, "http-1", "post.created", trickyData)

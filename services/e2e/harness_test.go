@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/heraldhq/herald/pkg/natsauth"
+	"github.com/heraldhq/herald/pkg/service"
 	"github.com/heraldhq/herald/pkg/testenv"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/heraldhq/herald/services/internal/apitest"
@@ -137,9 +139,11 @@ type Bus struct {
 	js jetstream.JetStream
 }
 
-func connectBus(t testing.TB, url string) *Bus {
+// connectBus connects to url with opts: Herald's own credentials for an
+// all-in-one (heraldNATS), none for the stacks' nats-server.
+func connectBus(t testing.TB, url string, opts ...nats.Option) *Bus {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.Name("e2e"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Name("e2e"), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
 	}
@@ -149,6 +153,24 @@ func connectBus(t testing.TB, url string) *Bus {
 		t.Fatal(err)
 	}
 	return &Bus{nc: nc, js: js}
+}
+
+// heraldNATS are the options of Herald's own NATS user of the all-in-one
+// with data dir dir (generated at its first start).
+func heraldNATS(t testing.TB, dir string) []nats.Option {
+	t.Helper()
+	own, err := service.ReadEmbeddedNATSAuth(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return own.Options()
+}
+
+// Producer connects to the deployment's NATS as a producer of tn does: with
+// its API key as the token and its inbox prefix.
+func (d *Deployment) Producer(t testing.TB, tn Tenant) *Bus {
+	t.Helper()
+	return connectBus(t, d.NATSURL, nats.Token(tn.APIKey), nats.CustomInboxPrefix(natsauth.InboxPrefix(tn.ID)))
 }
 
 // Publish publishes a producer's JSON to herald.events.<tenant>.<type> with

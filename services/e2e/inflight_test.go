@@ -45,8 +45,9 @@ func TestLargeEventBurstStaysBounded(t *testing.T) {
 	redisURL, prefix := testenv.Redis(t)
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	natsAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	dataDir := t.TempDir()
 	p := testenv.StartProcess(t, "herald", []string{
-		"HERALD_DATA_DIR=" + t.TempDir(),
+		"HERALD_DATA_DIR=" + dataDir,
 		"HERALD_HTTP_ADDR=" + addr,
 		"HERALD_NATS_LISTEN=" + natsAddr,
 		"REDIS_URL=" + redisURL,
@@ -146,7 +147,7 @@ func TestLargeEventBurstStaysBounded(t *testing.T) {
 	if hwm > maxRSS {
 		t.Errorf("herald's peak RSS %d MiB, want under %d MiB", hwm>>20, maxRSS>>20)
 	}
-	bus := connectBus(t, "nats://"+natsAddr)
+	bus := connectBus(t, "nats://"+natsAddr, heraldNATS(t, dataDir)...)
 	checkStored := func(want []bool) {
 		t.Helper()
 		stored := storedEvents(t, bus, tn.ID, dataSize)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/pkg/service"
 	"github.com/heraldhq/herald/pkg/testenv"
 )
 
@@ -84,6 +85,9 @@ func TestAllInOneBinaryRestart(t *testing.T) {
 	rcv.WaitDelivered(t, 15*time.Second, "before-restart")
 	checkDelivery(t, rcv, "before-restart", "post.created", trickyData)
 
+	natsAuth := heraldNATS(t, data)
+	ownBefore, _ := service.ReadEmbeddedNATSAuth(data)
+
 	p.Stop() // SIGTERM
 	if err := p.ExitErr(); err != nil {
 		t.Fatalf("herald did not exit cleanly on SIGTERM: %v", err)
@@ -96,6 +100,11 @@ func TestAllInOneBinaryRestart(t *testing.T) {
 	p.WaitHTTP(base+"/readyz", 30*time.Second)
 	if again := readToken(t, tokenPath); again != token {
 		t.Fatalf("admin token changed across the restart: %q -> %q", token, again)
+	}
+	// So did Herald's generated NATS credentials: tools configured with
+	// them keep working.
+	if ownAfter, err := service.ReadEmbeddedNATSAuth(data); err != nil || ownAfter != ownBefore {
+		t.Fatalf("Herald's NATS credentials changed across the restart (%v)", err)
 	}
 	// The generated admin token, the tenant and its API key still work.
 	var got Tenant
@@ -112,7 +121,7 @@ func TestAllInOneBinaryRestart(t *testing.T) {
 	rcv.WaitDelivered(t, 15*time.Second, "after-restart")
 	checkDelivery(t, rcv, "after-restart", "post.created", trickyData)
 	// The event delivered (and acked) before the stop is not sent again.
-	connectBus(t, "nats://"+natsAddr).WaitQuiet(t, tn.ID, 10*time.Second)
+	connectBus(t, "nats://"+natsAddr, natsAuth...).WaitQuiet(t, tn.ID, 10*time.Second)
 	if n := rcv.Delivered("before-restart"); n != 1 {
 		t.Errorf("event delivered before the graceful restart was delivered %d times", n)
 	}

@@ -53,10 +53,11 @@ func StartInProcess(t testing.TB) *Deployment {
 	if err != nil {
 		t.Fatal(err)
 	}
+	dataDir := t.TempDir()
 	cfg := service.Config{
 		Roles:         service.Roles{API: true, Router: true, Sender: true},
 		Embedded:      true,
-		DataDir:       t.TempDir(),
+		DataDir:       dataDir,
 		NATSListen:    "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)),
 		RedisURL:      redisURL,
 		RedisPrefix:   prefix,
@@ -101,7 +102,7 @@ func StartInProcess(t testing.TB) *Deployment {
 	}
 	base := "http://" + info.HTTPAddr
 	testenv.WaitHTTP(t, base+"/readyz", 15*time.Second)
-	return &Deployment{API: newAPI(base), Bus: connectBus(t, info.NATSURL), NATSURL: info.NATSURL, AdminToken: adminToken}
+	return &Deployment{API: newAPI(base), Bus: connectBus(t, info.NATSURL, heraldNATS(t, dataDir)...), NATSURL: info.NATSURL, AdminToken: adminToken}
 }
 
 // ---- binaries ----

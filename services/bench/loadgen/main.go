@@ -5,7 +5,7 @@
 // --duration, whichever comes first.
 //
 //	loadgen --target http://127.0.0.1:8080 --api-key hk_... --rate 1000 --duration 10s
-//	loadgen --via nats --nats-url nats://127.0.0.1:4333 --tenant tn_... --count 10000
+//	loadgen --via nats --nats-url nats://127.0.0.1:4333 --tenant tn_... --api-key hk_... --count 10000
 //	loadgen --via direct --target http://127.0.0.1:9000/hook --secret whsec_... --duration 5s
 //
 // The summary goes to stdout as JSON; --out writes one line per event (id,
@@ -31,7 +31,7 @@ func main() {
 	var (
 		target   = flag.String("target", "http://127.0.0.1:8080", "Herald's base URL (http), or the webhook URL (direct)")
 		via      = flag.String("via", "http", "http (POST /v1/events), nats (publish to JetStream) or direct (signed webhooks to --target)")
-		apiKeys  = flag.String("api-key", os.Getenv("HERALD_API_KEY"), "tenant API key(s), comma-separated: events are spread over them (http)")
+		apiKeys  = flag.String("api-key", os.Getenv("HERALD_API_KEY"), "tenant API key(s), comma-separated: events are spread over them (http); for nats, one per --tenant, in the same order: the NATS token")
 		tenants  = flag.String("tenant", "", "tenant id(s), comma-separated (nats)")
 		natsURL  = flag.String("nats-url", "nats://127.0.0.1:4333", "NATS URL (nats)")
 		secret   = flag.String("secret", "", "whsec_ secret to sign with (direct)")
@@ -69,19 +69,17 @@ func main() {
 			}
 		}
 	case bench.ModeNATS:
-		ts := benchcmd.List(*tenants)
+		ts, keys := benchcmd.List(*tenants), benchcmd.List(*apiKeys)
 		if len(ts) == 0 {
 			fatal("--tenant is required for --via nats")
 		}
-		nc, err := bench.ConnectNATS(*natsURL)
-		if err != nil {
-			fatal(err.Error())
+		if len(keys) != len(ts) {
+			fatal("--via nats needs one --api-key per --tenant (the producer's NATS token), in the same order")
 		}
-		defer nc.Close()
-		cfg.NATS = nc
-		for _, tn := range ts {
+		cfg.NATSURL = *natsURL
+		for i, tn := range ts {
 			for _, t := range types {
-				cfg.Targets = append(cfg.Targets, bench.Target{Tenant: tn, Type: t})
+				cfg.Targets = append(cfg.Targets, bench.Target{Tenant: tn, APIKey: keys[i], Type: t})
 			}
 		}
 	case bench.ModeDirect:

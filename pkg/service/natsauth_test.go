@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -253,25 +254,19 @@ func TestExternalNATSWithCallout(t *testing.T) {
 	}
 	kp, _ := natsauth.ParseIssuer(seed)
 	issuer, _ := kp.PublicKey()
-	conf := filepath.Join(t.TempDir(), "nats.conf")
-	// As deploy/nats/nats.conf: Herald's user in the global account (where
-	// its streams are), producers through the callout.
-	if err := os.WriteFile(conf, []byte(`
-authorization {
-  users: [ { user: herald, password: herald-secret } ]
-  auth_callout {
-    issuer: `+issuer+`
-    auth_users: [ herald, herald-system ]
-  }
-}
-accounts {
-  SYS { users: [ { user: herald-system, password: system-secret } ] }
-}
-system_account: SYS
-`), 0o600); err != nil {
+	// The configuration docker-compose.yml runs: Herald's user in the
+	// global account (where its streams are), a system account user,
+	// producers through the callout; secrets from the environment.
+	root, err := testenv.RepoRoot()
+	if err != nil {
 		t.Fatal(err)
 	}
-	ns := testenv.NATSProcess(t, "-c", conf)
+	conf := filepath.Join(root, "deploy", "nats", "nats.conf")
+	t.Setenv("HERALD_NATS_PASSWORD", "herald-secret")
+	t.Setenv("HERALD_NATS_SYSTEM_PASSWORD", "system-secret")
+	t.Setenv("HERALD_NATS_CALLOUT_ISSUER", issuer)
+	// Its store dir, port and monitoring port give way to the test's.
+	ns := testenv.NATSProcess(t, "-c", conf, "-m", strconv.Itoa(testenv.FreePort(t)))
 	if nc, err := nats.Connect(ns.URL()); err == nil {
 		nc.Close()
 		t.Fatal("the nats-server under test lets anonymous clients in")

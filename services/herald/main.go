@@ -1,7 +1,8 @@
 // Command herald is the all-in-one Herald: intake, router and sender in one
 // process with NATS embedded, for development and small deployments.
 // `herald` (or `herald run`) runs it; `herald dlq ...` operates a running
-// deployment's dead letters through its API.
+// deployment's dead letters through its API; `herald nats-callout-key`
+// prints a new key pair for the auth callout of an external nats-server.
 package main
 
 import (
@@ -9,6 +10,7 @@ import (
 	"os"
 
 	"github.com/heraldhq/herald/pkg/cli"
+	"github.com/heraldhq/herald/pkg/natsauth"
 	"github.com/heraldhq/herald/pkg/service"
 )
 
@@ -18,8 +20,10 @@ func main() {
 		case "run":
 		case "dlq":
 			os.Exit(cli.Main(os.Args[1:]))
+		case "nats-callout-key":
+			os.Exit(calloutKey())
 		default:
-			fmt.Fprintf(os.Stderr, "usage: herald [run]\n       herald dlq (list|replay|status) ...   (herald dlq help)\n")
+			fmt.Fprintf(os.Stderr, "usage: herald [run]\n       herald dlq (list|replay|status) ...   (herald dlq help)\n       herald nats-callout-key\n")
 			os.Exit(2)
 		}
 	}
@@ -32,4 +36,24 @@ func main() {
 		// HERALD_EGRESS_ALLOW_PRIVATE=false turns the egress guard on.
 		EgressAllowPrivate: true,
 	}))
+}
+
+// calloutKey prints a new account key pair for the auth callout: the seed
+// for herald-ingest, the public key for the nats-server configuration
+// (deploy/nats/nats.conf).
+func calloutKey() int {
+	seed, err := natsauth.NewIssuer()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "herald:", err)
+		return 1
+	}
+	kp, err := natsauth.ParseIssuer(seed)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "herald:", err)
+		return 1
+	}
+	pub, _ := kp.PublicKey()
+	fmt.Printf("# herald-ingest (secret): the auth callout signs with it\nHERALD_NATS_CALLOUT_SEED=%s\n", seed)
+	fmt.Printf("# nats-server: auth_callout { issuer: ... }\nHERALD_NATS_CALLOUT_ISSUER=%s\n", pub)
+	return 0
 }

@@ -30,7 +30,7 @@ func PrintWelcome(w io.Writer, i Info) {
 	fmt.Fprintf(w, `
 %s
   API          %s
-  NATS         %s   (producers may publish to herald.events.<tenant>.<type>)
+  NATS         %s   (producers: token = a tenant's API key; publish to herald.events.<tenant>.<type>)%s
   cache        %s
   admin token  %s
 
@@ -41,8 +41,21 @@ Try it:
   curl -s -X POST %s/v1/endpoints -H 'Authorization: Bearer <api_key>' -d '{"name":"my receiver","url":"http://127.0.0.1:9000/hook","events":["post.*"]}'
   # 3. send an event; it arrives signed at your receiver
   curl -s -X POST %s/v1/events -H 'Authorization: Bearer <api_key>' -d '{"type":"post.published","data":{"id":"42","title":"Hello"}}'
+  # 3b. or publish it on NATS (Go), the API key as the token:
+  #   nc, _ := nats.Connect("%s", nats.Token("<api_key>"), nats.CustomInboxPrefix("_INBOX_<tenant id>"))
+  #   js, _ := jetstream.New(nc)
+  #   js.Publish(ctx, "herald.events.<tenant id>.post.published", []byte(`+"`"+`{"id":"43","data":{"id":"43"}}`+"`"+`))
 
-`, status, base, i.NATSURL, cache, token, base, auth, base, base)
+`, status, base, i.NATSURL, natsOwn(i), cache, token, base, auth, base, base, i.NATSURL)
+}
+
+// natsOwn says where Herald's own NATS credentials are, for tools that need
+// more than a producer may do (they are Herald's: never a producer's).
+func natsOwn(i Info) string {
+	if i.NATSAuthFile == "" {
+		return ""
+	}
+	return "\n               Herald's own NATS user: " + i.NATSAuthFile
 }
 
 // welcomeToken returns the welcome text's admin token line and what the

@@ -65,3 +65,20 @@ func TestWelcomeShowsAdminTokenOnlyAtATerminal(t *testing.T) {
 		}
 	}
 }
+
+// The welcome text tells producers how to connect to NATS (a tenant's API
+// key as the token), and where Herald's own NATS credentials are.
+func TestWelcomeSaysHowProducersConnect(t *testing.T) {
+	var buf bytes.Buffer
+	service.PrintWelcome(&buf, service.Info{HTTPAddr: "127.0.0.1:8080", NATSURL: "nats://127.0.0.1:4333", NATSAuthFile: "/data/nats-auth.json"})
+	out := buf.String()
+	for _, want := range []string{
+		"token = a tenant's API key",
+		`nats.Connect("nats://127.0.0.1:4333", nats.Token("<api_key>"), nats.CustomInboxPrefix("_INBOX_<tenant id>"))`,
+		"Herald's own NATS user: /data/nats-auth.json",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the welcome text lacks %q:\n%s", want, out)
+		}
+	}
+}

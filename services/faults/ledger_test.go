@@ -383,7 +383,12 @@ func (b *books) checkDead(show string, sp endpointSpec, g received, dls []dlq.En
 	}
 	for _, dl := range dls {
 		bad := func(format string, args ...any) {
-			b.violations = append(b.violations, fmt.Sprintf("%s: dead letter %d %s", show, dl.ID, fmt.Sprintf(format, args...)))
+			var listed []string
+			for _, a := range dl.Attempts {
+				listed = append(listed, fmt.Sprintf("%d at %s (%d %s)", a.Number, a.At.Format("15:04:05.000"), a.StatusCode, a.ErrorClass))
+			}
+			b.violations = append(b.violations, fmt.Sprintf("%s: dead letter %d (dead at %s, attempts listed: %s) %s",
+				show, dl.ID, dl.DeadAt.Format("15:04:05.000"), strings.Join(listed, ", "), fmt.Sprintf(format, args...)))
 		}
 		switch {
 		case dl.Skipped:

@@ -183,27 +183,35 @@ func (s *Server) resendEvent(w http.ResponseWriter, r *http.Request) {
 
 // withAttempts fills in every attempt of a dead letter's job from the
 // history. The DLQ record itself carries the last attempt (the sender knows
-// only that one when it dead-letters); the history has them all. Without a
-// history, or if it does not know the event, the record's own is shown.
+// only that one when it dead-letters); the history has them all. The same
+// job may have run more than once (routed again after a fault, each run
+// from attempt 1), so the list is the one chain that ends in the record's
+// own last attempt: attempt n-1 is the latest one at or before attempt n.
+// Without a history, or if it does not know the event, the record's own is
+// shown.
 func (s *Server) withAttempts(ctx context.Context, tenant string, e *dlq.Entry) {
-	if s.history == nil {
+	if s.history == nil || len(e.Attempts) == 0 {
 		return
 	}
 	ev, err := s.history.Event(ctx, tenant, e.Event.ID)
 	if err != nil {
 		return
 	}
-	var all []dlq.AttemptView
-	for _, a := range ev.Attempts {
-		if a.EndpointID != e.EndpointID || a.ReplayID != e.ReplayID || a.Test || a.At.After(e.DeadAt) {
+	last := e.Attempts[len(e.Attempts)-1]
+	want, until := int(last.Number), last.At
+	chain := make([]dlq.AttemptView, want)
+	for i := len(ev.Attempts) - 1; i >= 0 && want > 0; i-- { // newest first
+		a := ev.Attempts[i]
+		if a.EndpointID != e.EndpointID || a.ReplayID != e.ReplayID || a.Test || a.Number != want || a.At.After(until) {
 			continue
 		}
-		all = append(all, dlq.AttemptView{
+		chain[want-1] = dlq.AttemptView{
 			Number: uint32(a.Number), At: a.At, StatusCode: int32(a.ResponseStatus), LatencyMS: a.LatencyMS,
 			ErrorClass: a.ErrorClass, Error: a.Error, ResponseBody: a.ResponseBody,
-		})
+		}
+		want, until = want-1, a.At
 	}
-	if len(all) > len(e.Attempts) {
-		e.Attempts = all
+	if want == 0 && len(chain) > len(e.Attempts) {
+		e.Attempts = chain
 	}
 }

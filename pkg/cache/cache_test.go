@@ -435,7 +435,7 @@ func newProxy(t *testing.T, redisURL string) *proxy {
 		t.Fatal(err)
 	}
 	if opt.Password != "" || opt.TLSConfig != nil {
-		t.Skip("proxy test needs a plain Redis without auth")
+		testenv.Unavailable(t, "the proxy test needs a plain Redis without auth or TLS")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -524,7 +524,7 @@ func TestInvalidationDoesNotLetOldRedisEntryBackIn(t *testing.T) {
 
 	const pause = 700 * time.Millisecond
 	if err := rdb.Do(testCtx(t), "CLIENT", "PAUSE", pause.Milliseconds(), "WRITE").Err(); err != nil {
-		t.Skipf("CLIENT PAUSE WRITE not supported: %v", err)
+		testenv.Unavailable(t, "Redis without CLIENT PAUSE WRITE (6.2+): %v", err)
 	}
 	end := time.Now().Add(pause)
 	f.rename(t, "v1")

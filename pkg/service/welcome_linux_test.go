@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/heraldhq/herald/pkg/service"
+	"github.com/heraldhq/herald/pkg/testenv"
 )
 
 // printAtTerminal prints the welcome text to a pseudo-terminal, as a
@@ -17,7 +18,7 @@ func printAtTerminal(t *testing.T, info service.Info) string {
 	t.Helper()
 	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
-		t.Skipf("no pseudo-terminals here: %v", err)
+		testenv.Unavailable(t, "no pseudo-terminals here: %v", err)
 	}
 	defer ptmx.Close()
 	var n, unlock uint32

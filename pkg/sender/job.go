@@ -90,7 +90,7 @@ func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
 		s.wait(ctx, msg, job, delay{reason: reasonLookup, wait: time.Second}, log)
 		return
 	case !ep.Enabled:
-		s.skip(ctx, msg, job, "endpoint disabled"+reasonSuffix(ep.DisabledReason), log)
+		s.skip(ctx, msg, job, ep.SkipReason(), log)
 		return
 	case ep.Paused:
 		s.hold(ctx, msg, job, log)
@@ -404,13 +404,6 @@ func (s *Sender) emit(ctx context.Context, job *heraldv1.DeliveryJob, typ, key s
 	if err := s.ops.Emit(ctx, job.TenantId, typ, key, data); err != nil {
 		log.Warn().Err(err).Str("type", typ).Msg("operational event not stored")
 	}
-}
-
-func reasonSuffix(r string) string {
-	if r == "" {
-		return ""
-	}
-	return " (" + r + ")"
 }
 
 // attempt sends one request and decides what follows. While a slow request

@@ -31,6 +31,9 @@ const (
 const (
 	ConsumerRouter = "router"
 	ConsumerSender = "sender"
+	// ConsumerSenderDue is the senders' consumer of jobs back from a wait
+	// in RETRIES (fired schedules, DuePrefix).
+	ConsumerSenderDue = "sender-due"
 )
 
 // Subject prefixes.
@@ -42,7 +45,8 @@ const (
 	AttemptsPrefix   = "herald.attempts."
 	// RetryPrefix holds one-shot message schedules: jobs waiting longer
 	// than a consumer should hold them. When one fires, the server publishes
-	// the job on DuePrefix, from where DELIVERIES sources it back.
+	// the job on DuePrefix in the same stream, where the senders' second
+	// consumer (ConsumerSenderDue) takes it.
 	RetryPrefix = "herald.retry."
 	DuePrefix   = "herald.due."
 	// HeldPrefix holds the jobs of paused endpoints (package hold).
@@ -104,15 +108,18 @@ func RetrySubject(job string, attempts int) string {
 	return RetryPrefix + job + "." + strconv.Itoa(attempts)
 }
 
-// DueSubject is where a fired schedule puts the job; DELIVERIES sources it
-// to DeliverySubject(tenant, endpoint).
+// DueSubject is where a fired schedule puts the job, in RETRIES; the
+// senders consume it from there.
 func DueSubject(tenant, endpoint, jobID string) string {
 	return DuePrefix + tenant + "." + endpoint + "." + jobID
 }
 
-// DueTTL bounds how long a fired job waits in RETRIES for DELIVERIES to
-// source it; sourcing takes milliseconds while both streams are up.
-const DueTTL = 24 * time.Hour
+// DueTTL bounds how long a fired job is kept in RETRIES. The senders' due
+// consumer takes it within milliseconds while a sender runs; the message
+// stays after its ack (RETRIES keeps messages by limits) until the job's
+// next schedule replaces it or this passes. It matches how long events are
+// kept, so a job is not dropped while no sender runs for days.
+const DueTTL = DefaultEventsMaxAge
 
 // ParseEventSubject splits herald.events.<tenant>.<type...> into its parts.
 func ParseEventSubject(subject string) (tenant, typ string, ok bool) {
@@ -209,15 +216,6 @@ func (c Config) Streams() []jetstream.StreamConfig {
 			Storage:     jetstream.FileStorage,
 			Replicas:    c.Replicas,
 			Duplicates:  c.DuplicateWindow,
-			// Jobs back from a long wait: sourced from RETRIES, so the
-			// sender's consumer stays unfiltered and sees one stream.
-			Sources: []*jetstream.StreamSource{{
-				Name: StreamRetries,
-				SubjectTransforms: []jetstream.SubjectTransformConfig{{
-					Source:      DuePrefix + "*.*.*",
-					Destination: DeliveriesPrefix + "{{wildcard(1)}}.{{wildcard(2)}}",
-				}},
-			}},
 		},
 		{
 			Name:        StreamDLQ,
@@ -253,59 +251,15 @@ func (c Config) Streams() []jetstream.StreamConfig {
 	}
 }
 
-// EnsureOption tunes EnsureStreams.
-type EnsureOption func(*ensureOptions)
-
-type ensureOptions struct{ retriesFrom time.Time }
-
-// SourceRetriesFrom says, for a DELIVERIES that has to be created while
-// RETRIES already exists (DELIVERIES was deleted), from when its source
-// takes RETRIES' fired jobs. Without it the new stream takes every fired
-// job RETRIES still keeps (a day's worth) and sends them all again; with
-// the time the oldest job of the lost stream was stored, it takes back
-// exactly those that may have been lost with it.
-func SourceRetriesFrom(t time.Time) EnsureOption {
-	return func(o *ensureOptions) { o.retriesFrom = t }
-}
-
 // EnsureStreams creates Herald's streams or updates them to cfg. Every
 // service runs it at start, so whichever starts first sets the system up and
-// later ones converge on the same definitions.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config, opts ...EnsureOption) error {
-	var o ensureOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
+// later ones converge on the same definitions. A DELIVERIES created by an
+// earlier Herald sourced RETRIES' fired jobs; the update drops that source,
+// as the senders now consume them from RETRIES directly.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	for _, sc := range cfg.Streams() {
-		if sc.Name == StreamDeliveries {
-			if err := keepSourceStart(ctx, js, &sc, o.retriesFrom); err != nil {
-				return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
-			}
-		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
-		}
-	}
-	return nil
-}
-
-// keepSourceStart sets where DELIVERIES' source starts: as the existing
-// stream has it (an update must not move it), or, for a new stream, from
-// retriesFrom when given.
-func keepSourceStart(ctx context.Context, js jetstream.JetStream, sc *jetstream.StreamConfig, retriesFrom time.Time) error {
-	st, err := js.Stream(ctx, sc.Name)
-	switch {
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		if !retriesFrom.IsZero() {
-			sc.Sources[0].OptStartTime = &retriesFrom
-		}
-		return nil
-	case err != nil:
-		return err
-	}
-	for _, src := range st.CachedInfo().Config.Sources {
-		if src.Name == StreamRetries && src.OptStartTime != nil {
-			sc.Sources[0].OptStartTime = src.OptStartTime
 		}
 	}
 	return nil
@@ -349,26 +303,45 @@ type SenderConsumerConfig struct {
 // DELIVERIES. It has no BackOff: delays come from NakWithDelay alone (the two
 // combine badly, see docs/architecture.md).
 func SenderConsumer(ctx context.Context, js jetstream.JetStream, sc SenderConsumerConfig) (jetstream.Consumer, error) {
+	return senderConsumer(ctx, js, StreamDeliveries, jetstream.ConsumerConfig{
+		Durable:     ConsumerSender,
+		Description: "Sends delivery jobs to endpoints",
+	}, sc)
+}
+
+// SenderDueConsumer is the durable pull consumer all sender replicas share
+// on RETRIES' fired jobs. The senders take them from RETRIES themselves
+// rather than have DELIVERIES source them: a stream source lost fired jobs
+// across stream leader changes (nats-server 2.15.2, R3), a consumer's
+// acks do not. Its start is the stream's beginning, so a consumer deleted by
+// an operator and recreated sends the fired jobs RETRIES keeps again:
+// duplicates, never loss.
+func SenderDueConsumer(ctx context.Context, js jetstream.JetStream, sc SenderConsumerConfig) (jetstream.Consumer, error) {
+	return senderConsumer(ctx, js, StreamRetries, jetstream.ConsumerConfig{
+		Durable:       ConsumerSenderDue,
+		Description:   "Sends jobs back from a wait in RETRIES",
+		FilterSubject: DuePrefix + ">",
+	}, sc)
+}
+
+func senderConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, sc SenderConsumerConfig) (jetstream.Consumer, error) {
 	if sc.AckWait <= 0 {
 		sc.AckWait = 30 * time.Second
 	}
 	if sc.MaxAckPending <= 0 {
 		sc.MaxAckPending = 20000
 	}
-	c, err := js.CreateOrUpdateConsumer(ctx, StreamDeliveries, jetstream.ConsumerConfig{
-		Durable:       ConsumerSender,
-		Description:   "Sends delivery jobs to endpoints",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       sc.AckWait,
-		MaxAckPending: sc.MaxAckPending,
-		// Unlimited: a job delayed by an endpoint's concurrency cap or rate
-		// limit is redelivered without an attempt, so delivery counts are
-		// not attempt counts. The sender's own accounting dead-letters jobs.
-		MaxDeliver:    -1,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	cfg.AckPolicy = jetstream.AckExplicitPolicy
+	cfg.AckWait = sc.AckWait
+	cfg.MaxAckPending = sc.MaxAckPending
+	// Unlimited: a job delayed by an endpoint's concurrency cap or rate
+	// limit is redelivered without an attempt, so delivery counts are not
+	// attempt counts. The sender's own accounting dead-letters jobs.
+	cfg.MaxDeliver = -1
+	cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+	c, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("sender consumer: %w", err)
+		return nil, fmt.Errorf("sender consumer on %s: %w", stream, err)
 	}
 	return c, nil
 }

@@ -309,9 +309,11 @@ func (s *Sender) schedule(ctx context.Context, msg jetstream.Msg, job *heraldv1.
 		s.settle(msg.TermWithReason("job not encodable"), "term")
 		return
 	}
-	var seq uint64
+	// The message's position, stream and sequence, names this schedule:
+	// the same message scheduling again (its ack was lost) stores one.
+	var pos string
 	if meta, err := msg.Metadata(); err == nil {
-		seq = meta.Sequence.Stream
+		pos = meta.Stream + ":" + strconv.FormatUint(meta.Sequence.Stream, 10)
 	}
 	// A replayed or resent job shares its id with the original, which may
 	// still be waiting: the replay id keeps their schedules apart (RETRIES
@@ -326,7 +328,7 @@ func (s *Sender) schedule(ctx context.Context, msg jetstream.Msg, job *heraldv1.
 		jetstream.WithScheduleAt(s.retryAt(d)),
 		jetstream.WithScheduleTarget(bus.DueSubject(job.TenantId, job.EndpointId, key)),
 		jetstream.WithScheduleTTL(bus.DueTTL),
-		jetstream.WithMsgID(subject + ":" + strconv.FormatUint(seq, 10)),
+		jetstream.WithMsgID(subject + ":" + pos),
 		jetstream.WithExpectStream(bus.StreamRetries),
 	}
 	stop := s.keepAlive(msg, schedulePublishFor)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/bus"
@@ -142,6 +143,8 @@ type Sender struct {
 
 	ready chan struct{}
 	once  sync.Once
+	// consuming counts the consumers pulling; ready closes when both do.
+	consuming atomic.Int32
 }
 
 // Option configures a Sender.
@@ -237,19 +240,32 @@ func New(js jetstream.JetStream, eps Endpoints, opts ...Option) *Sender {
 	return s
 }
 
-// Ready is closed once the sender consumes.
+// Ready is closed once the sender consumes from both its consumers.
 func (s *Sender) Ready() <-chan struct{} { return s.ready }
 
 // Run works jobs until ctx ends, then lets requests in flight finish and
 // acks or redelivers each: a graceful stop loses nothing. A lost consumer is
 // recreated after a pause.
+//
+// Jobs come from two consumers sharing the worker slots: new jobs from
+// DELIVERIES, and jobs back from a wait from RETRIES (see
+// bus.SenderDueConsumer). The job is the same either way.
 func (s *Sender) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	slots := make(chan struct{}, s.workers)
-	wg.Add(1)
+	cc := bus.SenderConsumerConfig{AckWait: s.ackWait, MaxAckPending: s.maxAckPending}
+	wg.Add(2)
 	go func() { defer wg.Done(); s.sweepEndpoints(ctx) }()
-	bus.Consume(ctx, s.log, "sender", func(ctx context.Context) error { return s.consume(ctx, slots, &wg) })
+	go func() {
+		defer wg.Done()
+		bus.Consume(ctx, s.log, "sender (due)", func(ctx context.Context) error {
+			return s.consume(ctx, func(ctx context.Context) (jetstream.Consumer, error) { return bus.SenderDueConsumer(ctx, s.js, cc) }, slots, &wg)
+		})
+	}()
+	bus.Consume(ctx, s.log, "sender", func(ctx context.Context) error {
+		return s.consume(ctx, func(ctx context.Context) (jetstream.Consumer, error) { return bus.SenderConsumer(ctx, s.js, cc) }, slots, &wg)
+	})
 	return nil
 }
 
@@ -273,12 +289,14 @@ func (s *Sender) sweepEndpoints(ctx context.Context) {
 
 // consume pulls only as many jobs as there are idle workers, so no job ages
 // against AckWait in a local buffer while workers are busy.
-func (s *Sender) consume(ctx context.Context, slots chan struct{}, wg *sync.WaitGroup) error {
-	cons, err := bus.SenderConsumer(ctx, s.js, bus.SenderConsumerConfig{AckWait: s.ackWait, MaxAckPending: s.maxAckPending})
+func (s *Sender) consume(ctx context.Context, open func(context.Context) (jetstream.Consumer, error), slots chan struct{}, wg *sync.WaitGroup) error {
+	cons, err := open(ctx)
 	if err != nil {
 		return err
 	}
-	s.once.Do(func() { close(s.ready) })
+	if s.consuming.Add(1) >= 2 {
+		s.once.Do(func() { close(s.ready) })
+	}
 	for {
 		select {
 		case slots <- struct{}{}:

@@ -218,8 +218,8 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 			return rdb.Ping(ctx).Err()
 		}})
 	}
-	keeper := newStreamKeeper(js, cfg.Streams, payload.Streams(), func(ctx context.Context, opts ...bus.EnsureOption) error {
-		if err := bus.EnsureStreams(ctx, js, cfg.Streams, opts...); err != nil {
+	keeper := newStreamKeeper(js, cfg.Streams, payload.Streams(), func(ctx context.Context) error {
+		if err := bus.EnsureStreams(ctx, js, cfg.Streams); err != nil {
 			return err
 		}
 		if err := payloads.Ensure(ctx); err != nil {

@@ -29,7 +29,7 @@ type streamKeeper struct {
 	log      zerolog.Logger
 	mu       sync.Mutex
 	problem  error // what the last check could not put back
-	recreate func(ctx context.Context, opts ...bus.EnsureOption) error
+	recreate func(ctx context.Context) error
 
 	// What a lost DELIVERIES held is found again from when its oldest job
 	// was stored: jobs come back from there (see onLost). oldest is that
@@ -41,7 +41,7 @@ type streamKeeper struct {
 
 // newStreamKeeper watches cfg's streams, the configuration bucket and the
 // extra streams named, and calls recreate when any is missing.
-func newStreamKeeper(js jetstream.JetStream, cfg bus.Config, extra []string, recreate func(context.Context, ...bus.EnsureOption) error, log zerolog.Logger) *streamKeeper {
+func newStreamKeeper(js jetstream.JetStream, cfg bus.Config, extra []string, recreate func(context.Context) error, log zerolog.Logger) *streamKeeper {
 	return &streamKeeper{js: js, cfg: cfg, extra: extra, every: 3 * time.Second, log: log, recreate: recreate}
 }
 
@@ -94,11 +94,7 @@ func (k *streamKeeper) check(ctx context.Context) {
 	var problem error
 	if len(missing) > 0 {
 		k.log.Warn().Strs("missing", missing).Msg("streams missing; recreating them")
-		var opts []bus.EnsureOption
-		if !k.oldest.IsZero() {
-			opts = append(opts, bus.SourceRetriesFrom(k.oldest.Add(-time.Second)))
-		}
-		if err := k.recreate(cctx, opts...); err != nil {
+		if err := k.recreate(cctx); err != nil {
 			problem = fmt.Errorf("missing %s: %w", strings.Join(missing, ", "), err)
 			k.log.Error().Err(err).Strs("missing", missing).Msg("missing streams not recreated; retrying")
 		} else {

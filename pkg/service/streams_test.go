@@ -36,8 +36,8 @@ func TestStreamKeeperRecreatesMissing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recreate := func(ctx context.Context, opts ...bus.EnsureOption) error {
-		if err := bus.EnsureStreams(ctx, js, cfg, opts...); err != nil {
+	recreate := func(ctx context.Context) error {
+		if err := bus.EnsureStreams(ctx, js, cfg); err != nil {
 			return err
 		}
 		if err := payloads.Ensure(ctx); err != nil {

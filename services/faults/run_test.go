@@ -318,8 +318,8 @@ func (r *run) jobTrail(p pair) string {
 	return out + fmt.Sprintf("; last fired: RETRIES seq %d at %s with prior_attempts %d", due.Sequence, due.Time.Format("15:04:05.000"), j.PriorAttempts)
 }
 
-// pipelineState describes DELIVERIES (and its source, RETRIES), RETRIES and
-// the sender consumer, for a failure message.
+// pipelineState describes DELIVERIES, RETRIES and the two sender consumers,
+// for a failure message.
 func (r *run) pipelineState() string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -329,9 +329,6 @@ func (r *run) pipelineState() string {
 	} else {
 		ci := st.CachedInfo()
 		fmt.Fprintf(&b, "\n  DELIVERIES: %d jobs, seq %d..%d, created %s", ci.State.Msgs, ci.State.FirstSeq, ci.State.LastSeq, ci.Created.Format("15:04:05.000"))
-		for _, src := range ci.Sources {
-			fmt.Fprintf(&b, "; source %s: lag %d, active %s ago, error %v", src.Name, src.Lag, src.Active, src.Error)
-		}
 	}
 	if st, err := r.s.JS.Stream(ctx, bus.StreamRetries); err != nil {
 		fmt.Fprintf(&b, "\n  RETRIES: %v", err)
@@ -342,24 +339,26 @@ func (r *run) pipelineState() string {
 			fmt.Fprintf(&b, ", %d schedules pending", len(info.State.Subjects))
 		}
 	}
-	if c, err := r.s.JS.Consumer(ctx, bus.StreamDeliveries, bus.ConsumerSender); err != nil {
-		fmt.Fprintf(&b, "\n  sender consumer: %v", err)
-	} else {
-		ci := c.CachedInfo()
-		fmt.Fprintf(&b, "\n  sender consumer: %d pending, %d ack pending, %d redelivered, delivered stream seq %d, ack floor %d",
-			ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.Delivered.Stream, ci.AckFloor.Stream)
+	for _, sc := range [][2]string{{bus.StreamDeliveries, bus.ConsumerSender}, {bus.StreamRetries, bus.ConsumerSenderDue}} {
+		if c, err := r.s.JS.Consumer(ctx, sc[0], sc[1]); err != nil {
+			fmt.Fprintf(&b, "\n  consumer %s: %v", sc[1], err)
+		} else {
+			ci := c.CachedInfo()
+			fmt.Fprintf(&b, "\n  consumer %s: %d pending, %d ack pending, %d redelivered, delivered stream seq %d, ack floor %d",
+				sc[1], ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.Delivered.Stream, ci.AckFloor.Stream)
+		}
 	}
 	return b.String()
 }
 
 // waitQuiet waits until the router has acked every event stored, no job
-// of the tenant is left in DELIVERIES and no retry is scheduled in RETRIES
-// (the stack serves one tenant under load), so that no more requests can
-// come.
+// of the tenant is left in DELIVERIES, no retry is scheduled in RETRIES
+// and every fired one was acked (the stack serves one tenant under load),
+// so that no more requests can come.
 func (r *run) waitQuiet(t *testing.T, within time.Duration) {
 	t.Helper()
 	var floor, last uint64
-	var jobs, retries int
+	var jobs, retries, due int
 	testenv.Eventually(t, within, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -397,9 +396,14 @@ func (r *run) waitQuiet(t *testing.T, within time.Duration) {
 		for _, n := range rinfo.State.Subjects {
 			retries += int(n)
 		}
-		return floor >= last && jobs == 0 && retries == 0
+		dc, err := r.s.JS.Consumer(ctx, bus.StreamRetries, bus.ConsumerSenderDue)
+		if err != nil {
+			return false
+		}
+		due = int(dc.CachedInfo().NumPending) + dc.CachedInfo().NumAckPending
+		return floor >= last && jobs == 0 && retries == 0 && due == 0
 	}, "%s", lazy(func() string {
-		return fmt.Sprintf("not quiet: router ack floor %d of %d, %d jobs left in DELIVERIES, %d retries scheduled", floor, last, jobs, retries)
+		return fmt.Sprintf("not quiet: router ack floor %d of %d, %d jobs left in DELIVERIES, %d retries scheduled, %d fired retries not yet acked", floor, last, jobs, retries, due)
 	}))
 }
 

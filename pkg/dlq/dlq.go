@@ -35,6 +35,7 @@ import (
 	"github.com/heraldhq/herald/pkg/match"
 	"github.com/heraldhq/herald/pkg/store"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -480,7 +481,7 @@ type position struct {
 // to and including sequence upTo (0: no bound), until fn returns false or
 // nothing more is stored. It reads through a short-lived ephemeral consumer
 // (no acks, in memory) filtered by subject, so the server skips other
-// tenants' messages.
+// tenants' messages, placed on the stream's leader (see readerOnLeader).
 func scan(ctx context.Context, js jetstream.JetStream, stream, subject string, from position, upTo uint64, batch int,
 	fn func(jetstream.Msg, *jetstream.MsgMetadata) (bool, error)) error {
 	cfg := jetstream.ConsumerConfig{
@@ -497,30 +498,31 @@ func scan(ctx context.Context, js jetstream.JetStream, stream, subject string, f
 	case !from.time.IsZero():
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &from.time
 	}
-	cons, err := js.CreateConsumer(ctx, stream, cfg)
+	cons, err := readerOnLeader(ctx, js, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_ = js.DeleteConsumer(dctx, stream, cons.CachedInfo().Name)
-		cancel()
-	}()
-	if cons.CachedInfo().NumPending == 0 {
+	defer dropReader(ctx, js, stream, cons)
+	pending := cons.CachedInfo().NumPending
+	if pending == 0 {
 		return nil
 	}
 	if batch <= 0 {
 		batch = 64
 	}
+	empty := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		msgs, err := cons.FetchNoWait(batch)
+		// Fetch returns what the consumer has at once, or waits up to a
+		// second for the rest: an empty answer while messages are pending is
+		// asked again, never read as the end.
+		msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			return fmt.Errorf("read %s: %w", stream, err)
 		}
-		got, last := 0, false
+		got := 0
 		stop := false
 		for m := range msgs.Messages() {
 			if stop {
@@ -531,6 +533,7 @@ func scan(ctx context.Context, js jetstream.JetStream, stream, subject string, f
 			if err != nil {
 				return fmt.Errorf("read %s: %w", stream, err)
 			}
+			pending = meta.NumPending
 			if upTo > 0 && meta.Sequence.Stream > upTo {
 				stop = true
 				continue
@@ -541,17 +544,65 @@ func scan(ctx context.Context, js jetstream.JetStream, stream, subject string, f
 			}
 			if !more {
 				stop = true
-				continue
 			}
-			last = meta.NumPending == 0
 		}
-		if stop || last || got == 0 {
+		if stop || pending == 0 {
 			return nil
 		}
-		if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("read %s: %w", stream, err)
 		}
+		if got > 0 {
+			empty = 0
+		} else if empty++; empty == 3 {
+			return fmt.Errorf("read %s: %d messages pending, none delivered: %w", stream, pending, jetstream.ErrNoStreamResponse)
+		}
 	}
+}
+
+// readerPlacements bounds how often readerOnLeader creates a consumer to
+// land it on the stream leader: an R1 consumer goes to one of the stream's
+// peers at random, so with three the chance of missing ten times is 1.7%
+// of a thousandth.
+const readerPlacements = 10
+
+// readerOnLeader creates the ephemeral consumer cfg on stream, on the
+// stream leader's server. The server places an R1 consumer on any of the
+// stream's peers, and reads from that peer's copy: on a follower still
+// catching up (a node back from a restart) a listing silently missed the
+// newest dead letters, and a replay would have skipped them. The leader's
+// copy holds everything stored. A consumer placed elsewhere is deleted and
+// created again; a single server always matches.
+func readerOnLeader(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	for range readerPlacements {
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			return nil, err
+		}
+		cons, err := js.CreateConsumer(ctx, stream, cfg)
+		if err != nil {
+			return nil, err
+		}
+		if onLeader(st.CachedInfo().Cluster, cons.CachedInfo().Cluster) {
+			return cons, nil
+		}
+		dropReader(ctx, js, stream, cons)
+	}
+	return nil, fmt.Errorf("no reader placed on the stream leader in %d tries: %w", readerPlacements, jetstream.ErrNoStreamResponse)
+}
+
+// onLeader reports whether a consumer runs on its stream's leader; without
+// cluster information (a single server) it does.
+func onLeader(stream, consumer *jetstream.ClusterInfo) bool {
+	return stream == nil || consumer == nil || stream.Leader == "" || consumer.Leader == stream.Leader
+}
+
+// dropReader deletes an ephemeral reader; its inactivity threshold removes
+// it anyway if this fails.
+func dropReader(ctx context.Context, js jetstream.JetStream, stream string, cons jetstream.Consumer) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	_ = js.DeleteConsumer(dctx, stream, cons.CachedInfo().Name)
+	cancel()
 }
 
 // refreshGauge sets herald_dlq_messages from the stream's state.

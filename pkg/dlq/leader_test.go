@@ -1,0 +1,122 @@
+package dlq
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/pkg/bus"
+	"github.com/heraldhq/herald/pkg/testenv"
+)
+
+// A read of the DLQ on a three-node cluster runs on the stream leader every
+// time: an R1 consumer lands on a random peer, and one still catching up
+// after a restart listed a DLQ without its newest dead letters (seen in the
+// fault suite's R3 row). Five placements in a row on the leader happen by
+// chance once in 243 runs.
+func TestReaderRunsOnStreamLeader(t *testing.T) {
+	urls := startCluster(t, 3)
+	nc, err := nats.Connect(urls[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var st jetstream.Stream
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+		defer ccancel()
+		st, err = js.CreateOrUpdateStream(cctx, jetstream.StreamConfig{Name: bus.StreamDLQ, Subjects: []string{bus.DLQPrefix + ">"}, Replicas: 3})
+		if err != nil {
+			t.Logf("create R3 stream: %v", err)
+		}
+		return err == nil
+	}, "R3 stream not created")
+	for i := range 20 {
+		if _, err := js.Publish(ctx, bus.DLQSubject("tn_a", "ep_a"), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.Cluster == nil || info.Cluster.Leader == "" {
+		t.Fatalf("no stream leader: %+v %v", info, err)
+	}
+	leader := info.Cluster.Leader
+	for range 5 {
+		var got []string
+		err := scan(ctx, js, bus.StreamDLQ, bus.DLQSubject("tn_a", "ep_a"), position{}, 0, 7, func(m jetstream.Msg, _ *jetstream.MsgMetadata) (bool, error) {
+			got = append(got, string(m.Data()))
+			return true, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 20 {
+			t.Fatalf("scan read %d of 20 messages", len(got))
+		}
+		cons, err := readerOnLeader(ctx, js, bus.StreamDLQ, jetstream.ConsumerConfig{AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, Replicas: 1, InactiveThreshold: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		on := cons.CachedInfo().Cluster
+		dropReader(ctx, js, bus.StreamDLQ, cons)
+		if on == nil || on.Leader != leader {
+			t.Fatalf("reader placed on %+v, stream leader is %s", on, leader)
+		}
+	}
+}
+
+// startCluster starts n embedded JetStream servers routed into one cluster
+// on loopback and returns their client URLs.
+func startCluster(t *testing.T, n int) []string {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	var routes []*url.URL
+	for _, p := range ports {
+		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+	}
+	urls := make([]string, n)
+	for i := range n {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Host:       "127.0.0.1",
+			Port:       -1,
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			Cluster:    server.ClusterOpts{Name: "dlq-test", Host: "127.0.0.1", Port: ports[i]},
+			Routes:     routes,
+			NoSigs:     true,
+		}
+		s, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		t.Cleanup(s.Shutdown)
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatalf("server %d not ready", i+1)
+		}
+		urls[i] = s.ClientURL()
+	}
+	return urls
+}

@@ -28,43 +28,19 @@ func (s *Service) publishJob(ctx context.Context, job *heraldv1.DeliveryJob, rep
 	if err != nil {
 		return fmt.Errorf("encode job: %w", err)
 	}
-	err = retry(ctx, bus.IsRetryable, doublingBackoff, func() error {
+	err = bus.Retry(ctx, func(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		_, err := s.js.PublishMsg(pctx, &nats.Msg{Subject: bus.DeliverySubject(j.TenantId, j.EndpointId), Data: b},
 			jetstream.WithMsgID(msgID), jetstream.WithExpectStream(bus.StreamDeliveries))
 		return err
-	})
+	}, bus.RetryTries(retryTries), bus.RetryBackoff(bus.Doubling(200*time.Millisecond, time.Second)))
 	if err != nil {
 		return fmt.Errorf("store job: %w", err)
 	}
 	return nil
 }
 
-// retryTries is how many times retry runs an operation at most.
+// retryTries is how many times a replay tries one JetStream call (see
+// bus.Retry): a replay that cannot store a job counts it failed and goes on.
 const retryTries = 4
-
-// retry runs op until it succeeds, has run retryTries times, fails with an
-// error retryable rejects, or ctx ends; it waits backoff(n) after the n-th
-// failure (less if ctx ends first) and returns op's last error.
-func retry(ctx context.Context, retryable func(error) bool, backoff func(try int) time.Duration, op func() error) error {
-	for try := 1; ; try++ {
-		err := op()
-		if err == nil || try == retryTries || ctx.Err() != nil || !retryable(err) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff(try)):
-		}
-	}
-}
-
-// linearBackoff waits 200 ms, 400 ms, 600 ms.
-func linearBackoff(try int) time.Duration { return time.Duration(try) * 200 * time.Millisecond }
-
-// doublingBackoff waits 200 ms, 400 ms, 800 ms.
-func doublingBackoff(try int) time.Duration { return 200 * time.Millisecond << (try - 1) }
-
-// anyError retries every failure.
-func anyError(error) bool { return true }

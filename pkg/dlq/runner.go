@@ -187,10 +187,10 @@ func (r *runner) one(ctx context.Context, seq uint64) error {
 // ctx ended, returns ctx's error to stop the replay before it.
 func (r *runner) job(ctx context.Context, seq uint64) (*heraldv1.DeliveryJob, error) {
 	var dl *heraldv1.DeadLetter
-	err := retry(ctx, bus.IsRetryable, linearBackoff, func() (err error) {
+	err := bus.Retry(ctx, func(ctx context.Context) (err error) {
 		dl, _, err = r.s.load(ctx, r.rec.Tenant, seq)
 		return err
-	})
+	}, bus.RetryTries(retryTries), bus.RetryBackoff(bus.Linear(200*time.Millisecond)))
 	if errors.Is(err, ErrNotFound) {
 		r.done("skipped", seq, nil)
 		return nil, nil
@@ -321,7 +321,7 @@ func (r *runner) finish(ctx context.Context, state, msg string) {
 // deleteDead removes a dead letter after its job was stored. A dead letter
 // already gone (another replay took it) is fine.
 func (s *Service) deleteDead(ctx context.Context, seq uint64) error {
-	return retry(ctx, anyError, linearBackoff, func() error {
+	return bus.Retry(ctx, func(ctx context.Context) error {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		st, err := s.dlqStream(dctx)
@@ -334,5 +334,5 @@ func (s *Service) deleteDead(ctx context.Context, seq uint64) error {
 			}
 		}
 		return nil
-	})
+	}, bus.RetryAny(), bus.RetryTries(retryTries), bus.RetryBackoff(bus.Linear(200*time.Millisecond)))
 }

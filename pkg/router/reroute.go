@@ -155,19 +155,11 @@ func (r *Router) Reroute(ctx context.Context, since time.Time) (int, error) {
 }
 
 // routePatiently routes ev, trying again for a while when JetStream is busy
-// or away: the stream was just recreated.
-func (r *Router) routePatiently(ctx context.Context, ev *heraldv1.Event, seq uint64) (int, error) {
-	var err error
-	for try := range 10 {
-		var n int
-		if n, err = r.route(ctx, ev, seq); err == nil {
-			return n, nil
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(time.Duration(try+1) * 200 * time.Millisecond):
-		}
-	}
-	return 0, err
+// or away: the stream was just recreated, and answers in unusual ways.
+func (r *Router) routePatiently(ctx context.Context, ev *heraldv1.Event, seq uint64) (n int, err error) {
+	err = bus.Retry(ctx, func(ctx context.Context) (err error) {
+		n, err = r.route(ctx, ev, seq)
+		return err
+	}, bus.RetryAny(), bus.RetryTries(10), bus.RetryBackoff(bus.Linear(200*time.Millisecond)))
+	return n, err
 }

@@ -309,12 +309,6 @@ func (s *Sender) schedule(ctx context.Context, msg jetstream.Msg, job *heraldv1.
 		s.settle(msg.TermWithReason("job not encodable"), "term")
 		return
 	}
-	// The message's position, stream and sequence, names this schedule:
-	// the same message scheduling again (its ack was lost) stores one.
-	var pos string
-	if meta, err := msg.Metadata(); err == nil {
-		pos = meta.Stream + ":" + strconv.FormatUint(meta.Sequence.Stream, 10)
-	}
 	// A replayed or resent job shares its id with the original, which may
 	// still be waiting: the replay id keeps their schedules apart (RETRIES
 	// keeps one message per subject).
@@ -328,7 +322,7 @@ func (s *Sender) schedule(ctx context.Context, msg jetstream.Msg, job *heraldv1.
 		jetstream.WithScheduleAt(s.retryAt(d)),
 		jetstream.WithScheduleTarget(bus.DueSubject(job.TenantId, job.EndpointId, key)),
 		jetstream.WithScheduleTTL(bus.DueTTL),
-		jetstream.WithMsgID(subject + ":" + pos),
+		jetstream.WithMsgID(subject + ":" + position(msg)),
 		jetstream.WithExpectStream(bus.StreamRetries),
 	}
 	stop := s.keepAlive(msg, schedulePublishFor)
@@ -343,25 +337,27 @@ func (s *Sender) schedule(ctx context.Context, msg jetstream.Msg, job *heraldv1.
 	s.settle(msg.Ack(), "ack")
 }
 
+// position names msg by its stream and sequence, for the message ids of
+// what handling it stores: the same message handled again (its ack was
+// lost) stores the same schedule or dead letter once. Jobs come from two
+// streams, hence the stream's name.
+func position(msg jetstream.Msg) string {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return ""
+	}
+	return meta.Stream + ":" + strconv.FormatUint(meta.Sequence.Stream, 10)
+}
+
 // publishPatiently publishes m, trying again with a growing pause while
 // JetStream is unavailable, for at most budget.
 func (s *Sender) publishPatiently(ctx context.Context, m *nats.Msg, opts []jetstream.PublishOpt, budget time.Duration) error {
-	deadline := time.Now().Add(budget)
-	pause := 250 * time.Millisecond
-	for {
+	return bus.Retry(ctx, func(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		_, err := s.js.PublishMsg(pctx, m, opts...)
-		cancel()
-		if err == nil || !bus.IsRetryable(err) || time.Now().Add(pause).After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(pause):
-		}
-		pause = min(2*pause, 4*time.Second)
-	}
+		return err
+	}, bus.RetryFor(budget))
 }
 
 // disable turns the endpoint off (410 Gone) and says so on the ops subject.
@@ -482,13 +478,9 @@ func (s *Sender) deadLetter(ctx context.Context, msg jetstream.Msg, job *heraldv
 	}
 	b, err := proto.Marshal(dl)
 	if err == nil {
-		var seq uint64
-		if meta, merr := msg.Metadata(); merr == nil {
-			seq = meta.Sequence.Stream
-		}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err = s.js.PublishMsg(pctx, &nats.Msg{Subject: bus.DLQSubject(job.TenantId, job.EndpointId), Data: b},
-			jetstream.WithMsgID(fmt.Sprintf("dead:%s:%s:%d:%d", job.Id, job.ReplayId, job.PriorAttempts, seq)), jetstream.WithExpectStream(bus.StreamDLQ))
+			jetstream.WithMsgID(fmt.Sprintf("dead:%s:%s:%d:%s", job.Id, job.ReplayId, job.PriorAttempts, position(msg))), jetstream.WithExpectStream(bus.StreamDLQ))
 		cancel()
 	}
 	if err != nil {

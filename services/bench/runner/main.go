@@ -18,7 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/heraldhq/herald/pkg/bench"
+	"github.com/heraldhq/herald/services/bench/internal/bench"
 	"github.com/heraldhq/herald/services/internal/benchcmd"
 )
 

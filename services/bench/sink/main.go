@@ -23,7 +23,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/heraldhq/herald/pkg/bench"
+	"github.com/heraldhq/herald/services/bench/internal/bench"
 	"github.com/heraldhq/herald/services/internal/benchcmd"
 )
 

@@ -380,17 +380,22 @@ var retryable = []error{
 // Consume runs consume until ctx ends, starting it again a second after it
 // returns: a consumer deleted by an operator, a server restart or a lost
 // connection is recreated instead of leaving its role idle until someone
-// restarts the process.
-func Consume(ctx context.Context, log zerolog.Logger, role string, consume func(context.Context) error) {
+// restarts the process. It returns nil when ctx ends while consume runs,
+// and consume's last error when ctx ends while it was failing (its
+// consumer could not be created or read), so that the role's caller learns
+// it stopped without working.
+func Consume(ctx context.Context, log zerolog.Logger, role string, consume func(context.Context) error) error {
 	for ctx.Err() == nil {
 		err := consume(ctx)
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		log.Warn().Err(err).Msg(role + " consumer stopped; recreating")
 		select {
 		case <-ctx.Done():
+			return fmt.Errorf("%s consumer: %w", role, err)
 		case <-time.After(time.Second):
 		}
 	}
+	return nil
 }

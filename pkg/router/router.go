@@ -101,15 +101,15 @@ func (r *Router) Ready() <-chan struct{} { return r.ready }
 
 // Run routes events until ctx ends. Events being routed when ctx ends are
 // finished and acked, so a graceful stop loses nothing and redelivers nothing.
-// A lost consumer or connection is recreated after a pause.
+// A lost consumer or connection is recreated after a pause. It returns an
+// error only when ctx ended while the consumer was failing (bus.Consume).
 func (r *Router) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	sem := make(chan struct{}, r.workers)
 	wg.Add(1)
 	go func() { defer wg.Done(); r.trackFloor(ctx) }()
-	bus.Consume(ctx, r.log, "router", func(ctx context.Context) error { return r.consume(ctx, sem, &wg) })
-	return nil
+	return bus.Consume(ctx, r.log, "router", func(ctx context.Context) error { return r.consume(ctx, sem, &wg) })
 }
 
 func (r *Router) consume(ctx context.Context, sem chan struct{}, wg *sync.WaitGroup) error {

@@ -245,28 +245,30 @@ func (s *Sender) Ready() <-chan struct{} { return s.ready }
 
 // Run works jobs until ctx ends, then lets requests in flight finish and
 // acks or redelivers each: a graceful stop loses nothing. A lost consumer is
-// recreated after a pause.
+// recreated after a pause. It returns an error only when ctx ended while a
+// consumer was failing (see bus.Consume).
 //
 // Jobs come from two consumers sharing the worker slots: new jobs from
 // DELIVERIES, and jobs back from a wait from RETRIES (see
 // bus.SenderDueConsumer). The job is the same either way.
 func (s *Sender) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	defer wg.Wait()
 	slots := make(chan struct{}, s.workers)
 	cc := bus.SenderConsumerConfig{AckWait: s.ackWait, MaxAckPending: s.maxAckPending}
 	wg.Add(2)
 	go func() { defer wg.Done(); s.sweepEndpoints(ctx) }()
+	var dueErr error
 	go func() {
 		defer wg.Done()
-		bus.Consume(ctx, s.log, "sender (due)", func(ctx context.Context) error {
+		dueErr = bus.Consume(ctx, s.log, "sender (due)", func(ctx context.Context) error {
 			return s.consume(ctx, func(ctx context.Context) (jetstream.Consumer, error) { return bus.SenderDueConsumer(ctx, s.js, cc) }, slots, &wg)
 		})
 	}()
-	bus.Consume(ctx, s.log, "sender", func(ctx context.Context) error {
+	err := bus.Consume(ctx, s.log, "sender", func(ctx context.Context) error {
 		return s.consume(ctx, func(ctx context.Context) (jetstream.Consumer, error) { return bus.SenderConsumer(ctx, s.js, cc) }, slots, &wg)
 	})
-	return nil
+	wg.Wait()
+	return errors.Join(err, dueErr)
 }
 
 // endpointIdle is how long an endpoint's state is kept after its last

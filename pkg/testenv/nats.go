@@ -8,10 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,14 +19,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/heraldhq/herald/pkg/natsembed"
+	"github.com/heraldhq/herald/pkg/testenv/natsbin"
 )
 
 const (
-	natsServerModule = "github.com/nats-io/nats-server/v2"
-	// pinnedNATSVersion is used when the test binary has no build info.
-	pinnedNATSVersion = "v2.15.2"
-	minNATSMajor      = 2
-	minNATSMinor      = 12
+	minNATSMajor = 2
+	minNATSMinor = 12
 )
 
 // NATS returns the URL of a NATS server (>= 2.12, JetStream enabled) for this
@@ -260,10 +254,9 @@ var natsBinary struct {
 }
 
 // NATSBinary returns the path of a nats-server binary at the version this
-// module requires (v2.15.2), built from the module cache with `go build` the
-// first time on a machine and cached under HERALD_TESTBIN_DIR or
-// <user cache dir>/herald/testbin. Concurrent test processes build it once.
-// Never the system's nats-server, which may be too old.
+// module requires (v2.15.2), built the first time on a machine and cached
+// (see natsbin.Build, which the bench uses too). Concurrent test processes
+// build it once. Never the system's nats-server, which may be too old.
 func NATSBinary(t testing.TB) string {
 	t.Helper()
 	natsBinary.mu.Lock()
@@ -271,117 +264,12 @@ func NATSBinary(t testing.TB) string {
 	if natsBinary.path != "" {
 		return natsBinary.path
 	}
-	path, err := buildNATSServer(t.Logf)
+	path, err := natsbin.Build(t.Logf)
 	if err != nil {
 		t.Fatalf("testenv: nats-server binary: %v", err)
 	}
 	natsBinary.path = path
 	return path
-}
-
-func natsServerVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == natsServerModule {
-				if d.Replace != nil && d.Replace.Version != "" {
-					return d.Replace.Version
-				}
-				if d.Version != "" && d.Version != "(devel)" {
-					return d.Version
-				}
-			}
-		}
-	}
-	return pinnedNATSVersion
-}
-
-func testbinDir() (string, error) {
-	dir := os.Getenv("HERALD_TESTBIN_DIR")
-	if dir == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
-			base = os.TempDir()
-		}
-		dir = filepath.Join(base, "herald", "testbin")
-	}
-	return dir, os.MkdirAll(dir, 0o755)
-}
-
-func buildNATSServer(logf func(string, ...any)) (string, error) {
-	version := natsServerVersion()
-	dir, err := testbinDir()
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "nats-server-"+version)
-	if checkNATSBinary(path, version) == nil {
-		return path, nil
-	}
-	unlock, err := lockFile(path + ".lock")
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if checkNATSBinary(path, version) == nil { // built by another process meanwhile
-		return path, nil
-	}
-
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return "", fmt.Errorf("go command not found: %w", err)
-	}
-	tmp := fmt.Sprintf("%s.tmp%d", path, os.Getpid())
-	defer os.Remove(tmp)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-o", tmp, natsServerModule)
-	cmd.Dir = moduleDir()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	logf("testenv: building nats-server %s into %s (once per machine)", version, dir)
-	start := time.Now()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build %s (in %s): %w\n%s", natsServerModule, cmd.Dir, err, out)
-	}
-	if err := checkNATSBinary(tmp, version); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", err
-	}
-	logf("testenv: built nats-server %s in %s", version, time.Since(start).Round(time.Second))
-	return path, nil
-}
-
-// checkNATSBinary runs path --version and checks it reports version.
-func checkNATSBinary(path, version string) error {
-	if _, err := os.Stat(path); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "--version").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s --version: %w: %s", path, err, out)
-	}
-	if !strings.Contains(string(out), strings.TrimPrefix(version, "v")) {
-		return fmt.Errorf("%s --version = %q, want %s", path, strings.TrimSpace(string(out)), version)
-	}
-	return nil
-}
-
-// moduleDir is the directory of the module holding this package (so go build
-// resolves nats-server from its go.mod), or "" (the test's directory) when
-// the source path is not available, e.g. with -trimpath.
-func moduleDir() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return ""
-	}
-	dir := filepath.Dir(filepath.Dir(file))
-	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
-		return ""
-	}
-	return dir
 }
 
 // JetStream connects to this test's NATS server (NATS) and returns a

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/heraldhq/herald/pkg/testenv/natsbin"
 	"github.com/heraldhq/herald/services/bench/internal/bench"
 	"github.com/heraldhq/herald/services/internal/benchcmd"
 )
@@ -27,7 +28,6 @@ func main() {
 		scenarios   = flag.String("scenarios", "all", "comma-separated scenarios, or all: single,fanout,tenants,flaky,blackhole,latency,large")
 		deployments = flag.String("deployments", "all-in-one,separate", "comma-separated: all-in-one, separate")
 		binDir      = flag.String("bin", "bin", "directory of herald, herald-ingest, herald-router, herald-sender (make build)")
-		repo        = flag.String("repo", ".", "the repository root (to build nats-server from the pkg module)")
 		natsServer  = flag.String("nats-server", "", "nats-server binary >= 2.12 (default: built from the module proxy and cached)")
 		redisServer = flag.String("redis-server", "", "redis-server binary (default: from PATH)")
 		senders     = flag.Int("senders", 2, "herald-sender processes in the separate deployment")
@@ -57,7 +57,7 @@ func main() {
 			}
 			ns := *natsServer
 			if ns == "" {
-				ns, err = bench.NATSServerBinary(filepath.Join(*repo, "pkg"), func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+				ns, err = natsbin.Build(func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
 				if err != nil {
 					fatal(err)
 				}

@@ -1,6 +1,6 @@
 //go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
 
-package testenv
+package natsbin
 
-// lockFile is a no-op here; NATSBinary still renames atomically.
+// lockFile is a no-op here; Build still renames atomically.
 func lockFile(string) (func(), error) { return func() {}, nil }

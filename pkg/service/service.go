@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,24 +18,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/heraldhq/herald/pkg/api"
-	"github.com/heraldhq/herald/pkg/bus"
-	"github.com/heraldhq/herald/pkg/cache"
-	"github.com/heraldhq/herald/pkg/deliver"
-	"github.com/heraldhq/herald/pkg/dlq"
 	"github.com/heraldhq/herald/pkg/health"
-	"github.com/heraldhq/herald/pkg/history"
-	"github.com/heraldhq/herald/pkg/hold"
-	"github.com/heraldhq/herald/pkg/ingest"
-	"github.com/heraldhq/herald/pkg/limit"
-	"github.com/heraldhq/herald/pkg/ops"
-	"github.com/heraldhq/herald/pkg/payload"
-	"github.com/heraldhq/herald/pkg/router"
-	"github.com/heraldhq/herald/pkg/sender"
-	"github.com/heraldhq/herald/pkg/store"
 	"github.com/heraldhq/herald/pkg/version"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 )
@@ -77,270 +61,59 @@ func NewLogger(cfg Config, w io.Writer, role string) zerolog.Logger {
 // gracefully: the HTTP server finishes its requests, routers and senders
 // finish and ack what they hold, and async publishes are flushed. ready, if
 // not nil, is called once everything serves.
+//
+// What every role shares is built once (openBase, base.go); each role has
+// one constructor returning its parts (roles.go); Run starts the parts,
+// serves HTTP, and stops them together.
 func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) error {
 	defer startPprof(log)() // HERALD_PPROF_ADDR: opt-in profiling (pprof.go)
-	info := Info{HTTPAddr: cfg.HTTPAddr}
-	sealer, err := secretSealer(cfg, log) // secrets at rest (secrets.go)
+	b, err := openBase(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
+	defer b.close()
 
-	// NATS: embedded, or a server at NATS_URL (natsconn.go).
-	link, err := openNATS(cfg, log)
-	if err != nil {
-		return err
+	parts := b.shared()
+	if cfg.Roles.Router {
+		parts = append(parts, b.routerRole()...)
 	}
-	defer link.close()
-	info.NATSURL = link.clientURL()
-	if cfg.Embedded {
-		info.NATSAuthFile = NATSAuthFile(cfg.DataDir)
+	if cfg.Roles.Sender {
+		parts = append(parts, b.senderRole()...)
 	}
-	nc, err := link.connect("herald")
-	if err != nil {
-		return err
+	mux := http.NewServeMux()
+	health.Register(mux, b.checks()...)
+	if cfg.Roles.API {
+		h, ps, err := b.apiRole(ctx)
+		if err != nil {
+			return err
+		}
+		mux.Handle("/", h)
+		parts = append(parts, ps...)
 	}
-	defer nc.Close()
-
-	// An async publish whose ack never comes (the stream was deleted, a
-	// server restarted) must not stay pending forever: each would hold one
-	// of the 8192 slots for good, and a graceful stop waits for them all.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(8192), jetstream.WithPublishAsyncTimeout(30*time.Second))
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	collectStreams(js)
-	if err := retryUntil(ctx, log, "set up streams", func(ctx context.Context) error {
-		return bus.EnsureStreams(ctx, js, cfg.Streams)
-	}); err != nil {
-		return err
-	}
-	var st *store.Store
-	if err := retryUntil(ctx, log, "open config store", func(ctx context.Context) error {
-		var err error
-		st, err = store.Open(ctx, js, store.WithReplicas(cfg.Streams.Replicas), store.WithSealer(sealer))
-		return err
-	}); err != nil {
-		return err
-	}
-	// Event bodies above the inline threshold: object store bucket and the
-	// counts of jobs that need them.
-	// Their chunks travel on a connection of their own, so that a burst of
-	// large events never queues ahead of small events, jobs and acks.
-	bnc, err := link.connect("herald-payloads")
-	if err != nil {
-		return fmt.Errorf("connect nats for payloads: %w", err)
-	}
-	defer bnc.Close()
-	bulk, err := jetstream.New(bnc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	var payloads *payload.Store
-	if err := retryUntil(ctx, log, "open payload store", func(ctx context.Context) error {
-		var err error
-		payloads, err = payload.Open(ctx, js, payload.Config{
-			Bulk:     bulk,
-			Replicas: cfg.Streams.Replicas, TTL: cfg.Streams.EventsMaxAge, DuplicateWindow: cfg.Streams.DuplicateWindow,
-			InlineBytes: cfg.InlinePayloadBytes, MaxBytes: int(cfg.MaxEventBytes), CacheBytes: cfg.PayloadCacheBytes,
-			Logger: log.With().Str("component", "payload").Logger(),
-		})
-		return err
-	}); err != nil {
-		return err
-	}
-
-	rdb := connectRedis(ctx, cfg, log)
-	if rdb != nil {
-		defer rdb.Close()
-		info.Redis = true
-	}
-	copts := []cache.Option{cache.WithLogger(log.With().Str("component", "cache").Logger()), cache.WithJetStream(js), cache.WithSealer(sealer)}
-	if rdb != nil {
-		copts = append(copts, cache.WithRedis(rdb, cfg.RedisPrefix))
-	}
-	c := cache.New(st, st.KV(), copts...)
-	// Deliveries of paused endpoints wait on HELD: senders hold them and
-	// release them on resume (at once: the cache tells of the change), the
-	// API shows the backlog.
-	held := hold.New(js, hold.WithEndpoints(c), hold.WithPayloads(payloads), hold.WithLogger(log.With().Str("component", "hold").Logger()))
-	c.OnChange(held.Changed)
-
-	// The attempt history: indexes in Redis, or in process for an
-	// all-in-one without Redis (rebuilt from the streams at every start).
-	var hidx history.Index
-	switch {
-	case rdb != nil:
-		hidx = history.NewRedis(rdb, cfg.RedisPrefix, cfg.Streams.AttemptsMaxAge)
-	case cfg.Roles.API && cfg.Roles.Router:
-		hidx = history.NewMemory(cfg.Streams.AttemptsMaxAge)
-	}
-	// One HTTP client for deliveries and the API's test sends, so that a
-	// test that passes means deliveries pass.
-	// The egress policy guards both: no delivery, test or real, reaches an
-	// internal address unless the operator allows it.
-	pol, dopts, err := egressPolicy(cfg, log)
-	if err != nil {
-		return fmt.Errorf("HERALD_EGRESS_PROXY: %w", err)
-	}
-	info.EgressAllowPrivate = cfg.EgressAllowPrivate
-	dc := deliver.New(append(dopts, deliver.WithUserAgent(version.UserAgent()))...)
+	parts = append(parts, b.keeperPart()) // after the roles registered what they do when DELIVERIES is lost
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = c.Run(runCtx) }()
-	if err := link.serveProducerAuth(runCtx, &wg, st); err != nil {
+	if err := b.link.serveProducerAuth(runCtx, &wg, b.st); err != nil {
 		return err
 	}
-
-	checks := []health.Check{
-		{Name: "nats", Fn: func(context.Context) error {
-			if !nc.IsConnected() {
-				return errors.New("not connected")
-			}
-			return nil
-		}},
-		{Name: "jetstream", Fn: func(ctx context.Context) error {
-			_, err := js.AccountInfo(ctx)
-			return err
-		}},
-		{Name: "cache", Fn: func(context.Context) error {
-			if !c.Ready() {
-				return errors.New("endpoint change watch not running")
-			}
-			return nil
-		}},
-	}
-	if rdb != nil {
-		checks = append(checks, health.Check{Name: "redis", Fn: func(ctx context.Context) error {
-			return rdb.Ping(ctx).Err()
-		}})
-	}
-	keeper := newStreamKeeper(js, cfg.Streams, payload.Streams(), func(ctx context.Context) error {
-		if err := bus.EnsureStreams(ctx, js, cfg.Streams); err != nil {
-			return err
-		}
-		if err := payloads.Ensure(ctx); err != nil {
-			return err
-		}
-		_, err := store.Open(ctx, js, store.WithReplicas(cfg.Streams.Replicas), store.WithSealer(sealer))
-		return err
-	}, log.With().Str("component", "streams").Logger())
-	checks = append(checks, health.Check{Name: "streams", Fn: keeper.ready})
-
-	var readies []<-chan struct{}
-	if cfg.Roles.Router {
-		r := router.New(js, c, router.WithLogger(log.With().Str("component", "router").Logger()), router.WithWorkers(cfg.RouterWorkers), router.WithAckWait(cfg.AckWait), router.WithPayloads(payloads))
-		keeper.onDeliveriesLost(func(ctx context.Context, since time.Time) {
-			if _, err := r.Reroute(ctx, since); err != nil {
-				log.Error().Err(err).Msg("events not routed again after DELIVERIES was lost")
-			}
-		})
-		readies = append(readies, r.Ready())
+	for _, p := range parts {
 		wg.Add(1)
-		go func() { defer wg.Done(); _ = r.Run(runCtx) }()
-		if hidx != nil {
-			p := history.NewProjector(js, hidx, history.WithLogger(log.With().Str("component", "history").Logger()))
-			readies = append(readies, p.Ready())
-			wg.Add(1)
-			go func() { defer wg.Done(); _ = p.Run(runCtx) }()
-		}
-	}
-	wg.Add(1) // after the roles registered what they do when DELIVERIES is lost
-	go func() { defer wg.Done(); keeper.run(runCtx) }()
-	if cfg.Roles.Sender {
-		var lrdb redis.UniversalClient
-		if rdb != nil {
-			lrdb = rdb
-		}
-		lim := limit.New(lrdb, cfg.RedisPrefix, limit.WithConcurrency(cfg.EndpointConcurrency),
-			limit.WithBreaker(cfg.BreakerFailures, cfg.BreakerCoolDown, 10*time.Minute),
-			limit.WithBreakerFailingFor(cfg.BreakerFailingFor),
-			limit.WithLogger(log.With().Str("component", "limit").Logger()))
-		s := sender.New(js, c,
-			sender.WithLogger(log.With().Str("component", "sender").Logger()),
-			sender.WithWorkers(cfg.SenderWorkers),
-			sender.WithSchedule(cfg.Schedule),
-			sender.WithAckWait(cfg.AckWait),
-			sender.WithDisabler(st),
-			sender.WithScheduleThreshold(cfg.ScheduleThreshold),
-			sender.WithMaxAckPending(cfg.SenderMaxAckPending),
-			sender.WithOps(ops.New(js)),
-			sender.WithLimiter(lim),
-			sender.WithEndpointConcurrency(cfg.EndpointConcurrency),
-			sender.WithHandoff(sender.Handoff{Wait: cfg.EndpointHandoffWait, EndpointJobs: cfg.EndpointHandoffJobs,
-				Jobs: cfg.SenderHandoffJobs, Bytes: cfg.SenderHandoffBytes}),
-			sender.WithRetryAfterMax(cfg.RetryAfterMax),
-			sender.WithHealth(lim, cfg.DisableAfter),
-			sender.WithClient(dc),
-			sender.WithPayloads(payloads),
-			sender.WithHolder(held),
-		)
-		readies = append(readies, s.Ready())
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = s.Run(runCtx) }()
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = held.Run(runCtx) }()
+		go func() {
+			defer wg.Done()
+			if err := p.run(runCtx); err != nil {
+				log.Error().Err(err).Str("part", p.name).Msg("stopped while failing")
+			}
+		}()
 	}
 
-	mux := http.NewServeMux()
-	health.Register(mux, checks...)
-	if cfg.Roles.API {
-		token, generated, err := adminToken(cfg)
-		if err != nil {
-			return err
-		}
-		info.AdminToken, info.AdminTokenGenerated = token, generated
-		if generated {
-			info.AdminTokenFile = adminTokenFile(cfg.DataDir)
-		}
-		if token == "" {
-			log.Warn().Msg("HERALD_ADMIN_TOKEN is not set: tenant management routes answer 401")
-		}
-		wg.Add(1)
-		go func() { defer wg.Done(); reseal(runCtx, st, log.With().Str("component", "store").Logger()) }()
-		aopts := []api.Option{
-			api.WithEventRateLimit(eventRateLimit(cfg, rdb, log)),
-			api.WithAdminToken(token),
-			api.WithInvalidator(c),
-			api.WithMaxEventBytes(cfg.MaxEventBytes),
-			api.WithMaxInflightEventBytes(cfg.MaxInflightEventBytes),
-			api.WithLogger(log.With().Str("component", "api").Logger()),
-			api.WithDeliverClient(dc),
-			api.WithURLCheck(pol.CheckURL),
-			api.WithBacklogs(held),
-		}
-		aopts = append(aopts, testSendLimits(cfg, rdb, log)...)
-		if hidx != nil {
-			aopts = append(aopts, api.WithHistory(history.NewReader(hidx, js)))
-		}
-		// Dead letters: listing, replays (run in API processes, resumed
-		// by any of them after a crash), recover and resend.
-		var dq *dlq.Service
-		if err := retryUntil(ctx, log, "open replay store", func(ctx context.Context) error {
-			var err error
-			dopts := []dlq.Option{dlq.WithReplicas(cfg.Streams.Replicas), dlq.WithLogger(log.With().Str("component", "dlq").Logger()),
-				dlq.WithPayloads(payloads)}
-			if hidx != nil {
-				dopts = append(dopts, dlq.WithEventFinder(eventFinder{history.NewReader(hidx, js), dlq.NewStreamFinder(js, 0)}))
-			}
-			dq, err = dlq.New(ctx, js, c, dopts...)
-			return err
-		}); err != nil {
-			return err
-		}
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = dq.Run(runCtx) }()
-		aopts = append(aopts, api.WithDLQ(dq))
-		a := api.New(st, ingest.New(js, ingest.WithPayloads(payloads)), aopts...)
-		mux.Handle("/", a)
-	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
+	info := b.info
 	info.HTTPAddr = ln.Addr().String()
 	srv := &http.Server{
 		Handler:           mux,
@@ -348,14 +121,16 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          nil,
 	}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
 
-	for _, r := range readies {
+	for _, p := range parts {
+		if p.ready == nil {
+			continue
+		}
 		select {
-		case <-r:
+		case <-p.ready:
 		case <-ctx.Done():
 		}
 	}
@@ -378,10 +153,10 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 	stop()                        // routers and senders finish what they hold
 	wg.Wait()
 	select { // async publishes (attempt records) still in flight
-	case <-js.PublishAsyncComplete():
+	case <-b.js.PublishAsyncComplete():
 	case <-shutdownCtx.Done():
 	}
-	_ = nc.Drain()
+	_ = b.nc.Drain()
 	log.Info().Msg("stopped")
 	return nil
 }

@@ -9,8 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/api"
-	"github.com/heraldhq/herald/pkg/testenv"
 )
 
 // inflightBytes reads herald_ingest_inflight_bytes (no test here runs in

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/api"
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/cache"
@@ -28,7 +29,6 @@ import (
 	"github.com/heraldhq/herald/pkg/ingest"
 	"github.com/heraldhq/herald/pkg/sign"
 	"github.com/heraldhq/herald/pkg/store"
-	"github.com/heraldhq/herald/pkg/testenv"
 	"github.com/heraldhq/herald/pkg/verify"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/nats-io/nats.go/jetstream"

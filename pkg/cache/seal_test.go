@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/cache"
 	"github.com/heraldhq/herald/pkg/seal"
 	"github.com/heraldhq/herald/pkg/store"
-	"github.com/heraldhq/herald/pkg/testenv"
 )
 
 func testSealer(t *testing.T, b byte) *seal.Sealer {

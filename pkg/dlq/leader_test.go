@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/bus"
-	"github.com/heraldhq/herald/pkg/testenv"
 )
 
 // A read of the DLQ on a three-node cluster runs on the stream leader every

@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/natsembed"
-	"github.com/heraldhq/herald/pkg/testenv"
 )
 
 func start(t *testing.T, cfg natsembed.Config) *natsembed.Server {

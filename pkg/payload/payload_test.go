@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/bus"
-	"github.com/heraldhq/herald/pkg/testenv"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/klauspost/compress/zstd"
 	"github.com/nats-io/nats.go"

@@ -8,8 +8,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/ratelimit"
-	"github.com/heraldhq/herald/pkg/testenv"
 )
 
 // clock is a settable clock shared by limiters, so tests move time

@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/ingest"
 	"github.com/heraldhq/herald/pkg/ops"
-	"github.com/heraldhq/herald/pkg/testenv"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"google.golang.org/protobuf/proto"
 )

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/limit"
 	"github.com/heraldhq/herald/pkg/retry"
-	"github.com/heraldhq/herald/pkg/testenv"
 )
 
 // One endpoint that never answers (every request runs into its timeout)

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/limit"
 	"github.com/heraldhq/herald/pkg/retry"
-	"github.com/heraldhq/herald/pkg/testenv"
 )
 
 // With Redis down each sender limits alone. A job held back by one

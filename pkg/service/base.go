@@ -18,6 +18,7 @@ import (
 	"github.com/heraldhq/herald/pkg/health"
 	"github.com/heraldhq/herald/pkg/history"
 	"github.com/heraldhq/herald/pkg/hold"
+	"github.com/heraldhq/herald/pkg/limit"
 	"github.com/heraldhq/herald/pkg/payload"
 	"github.com/heraldhq/herald/pkg/seal"
 	"github.com/heraldhq/herald/pkg/store"
@@ -43,6 +44,7 @@ type base struct {
 	cache    *cache.Cache
 	held     *hold.Store
 	hidx     history.Index // nil: this process keeps no attempt history
+	limits   *limit.Limiter
 	egress   *egress.Policy
 	client   *deliver.Client
 	keeper   *streamKeeper
@@ -75,6 +77,7 @@ func openBase(ctx context.Context, cfg Config, log zerolog.Logger) (_ *base, err
 		b.info.Redis = true
 	}
 	b.openCache()
+	b.limits = endpointLimits(cfg, b.rdb, log)
 	// The attempt history: indexes in Redis, or in process for an
 	// all-in-one without Redis (rebuilt from the streams at every start).
 	switch {

@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/natsauth"
-	"github.com/heraldhq/herald/pkg/testenv"
 )
 
 func repoFile(t *testing.T, rel string) string {

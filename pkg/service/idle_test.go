@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/service"
-	"github.com/heraldhq/herald/pkg/testenv"
 )
 
 // An idle all-in-one holds its goroutines flat: nothing it does on a timer

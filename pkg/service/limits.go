@@ -28,17 +28,29 @@ func (l testLimiter) Admit(ctx context.Context, endpoint string, rate int, ttl t
 	return api.Admission{OK: true, Release: func() { p.Done(context.Background(), true) }}
 }
 
-// testSendLimits are the limits of the API's test sends: each endpoint's,
-// through a limiter of the same cap as the senders' (sharing their slots
-// and rate through Redis; without Redis, each process's limiter counts
-// alone), and the tenant's test-send rate.
-func testSendLimits(cfg Config, rdb *redis.Client, log zerolog.Logger) []api.Option {
+// endpointLimits is the process's one limiter of endpoints' caps, rates
+// and breakers: the sender's deliveries and the API's test sends share it,
+// so that in one process they share each endpoint's slots and rate even
+// without Redis (with Redis, every process shares them).
+func endpointLimits(cfg Config, rdb *redis.Client, log zerolog.Logger) *limit.Limiter {
 	var r redis.UniversalClient
 	if rdb != nil {
 		r = rdb
 	}
-	lim := limit.New(r, cfg.RedisPrefix, limit.WithConcurrency(cfg.EndpointConcurrency),
+	return limit.New(r, cfg.RedisPrefix, limit.WithConcurrency(cfg.EndpointConcurrency),
+		limit.WithBreaker(cfg.BreakerFailures, cfg.BreakerCoolDown, 10*time.Minute),
+		limit.WithBreakerFailingFor(cfg.BreakerFailingFor),
 		limit.WithLogger(log.With().Str("component", "limit").Logger()))
+}
+
+// testSendLimits are the limits of the API's test sends: each endpoint's,
+// through the limiter the senders use (endpointLimits), and the tenant's
+// test-send rate.
+func testSendLimits(cfg Config, rdb *redis.Client, lim *limit.Limiter, log zerolog.Logger) []api.Option {
+	var r redis.UniversalClient
+	if rdb != nil {
+		r = rdb
+	}
 	// Keys of their own: ratelimit's keys are prefix+"ratelimit:{tenant}",
 	// which the event rate uses.
 	tenants := ratelimit.New(r, cfg.RedisPrefix+"test-sends:", cfg.TenantTestSendsPerSecond, cfg.TenantTestSendsBurst,

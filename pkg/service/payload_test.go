@@ -18,11 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/retry"
 	"github.com/heraldhq/herald/pkg/service"
 	"github.com/heraldhq/herald/pkg/sign"
-	"github.com/heraldhq/herald/pkg/testenv"
 	"github.com/heraldhq/herald/pkg/verify"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/nats-io/nats.go"

@@ -5,13 +5,10 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/heraldhq/herald/pkg/api"
 	"github.com/heraldhq/herald/pkg/dlq"
 	"github.com/heraldhq/herald/pkg/history"
 	"github.com/heraldhq/herald/pkg/ingest"
-	"github.com/heraldhq/herald/pkg/limit"
 	"github.com/heraldhq/herald/pkg/ops"
 	"github.com/heraldhq/herald/pkg/router"
 	"github.com/heraldhq/herald/pkg/sender"
@@ -65,14 +62,7 @@ func (b *base) routerRole() []part {
 // resumed after a pause.
 func (b *base) senderRole() []part {
 	cfg := b.cfg
-	var lrdb redis.UniversalClient
-	if b.rdb != nil {
-		lrdb = b.rdb
-	}
-	lim := limit.New(lrdb, cfg.RedisPrefix, limit.WithConcurrency(cfg.EndpointConcurrency),
-		limit.WithBreaker(cfg.BreakerFailures, cfg.BreakerCoolDown, 10*time.Minute),
-		limit.WithBreakerFailingFor(cfg.BreakerFailingFor),
-		limit.WithLogger(b.component("limit")))
+	lim := b.limits
 	s := sender.New(b.js, b.cache,
 		sender.WithLogger(b.component("sender")),
 		sender.WithWorkers(cfg.SenderWorkers),
@@ -125,7 +115,7 @@ func (b *base) apiRole(ctx context.Context) (http.Handler, []part, error) {
 		api.WithURLCheck(b.egress.CheckURL),
 		api.WithBacklogs(b.held),
 	}
-	aopts = append(aopts, testSendLimits(cfg, b.rdb, log)...)
+	aopts = append(aopts, testSendLimits(cfg, b.rdb, b.limits, log)...)
 	if b.hidx != nil {
 		aopts = append(aopts, api.WithHistory(history.NewReader(b.hidx, b.js)))
 	}

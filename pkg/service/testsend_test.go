@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/service"
-	"github.com/heraldhq/herald/pkg/testenv"
 )
 
 // The test sends here go through two API processes sharing one NATS and

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/service"
-	"github.com/heraldhq/herald/pkg/testenv"
 )
 
 // printAtTerminal prints the welcome text to a pseudo-terminal, as a

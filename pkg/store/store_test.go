@@ -14,9 +14,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/sign"
 	"github.com/heraldhq/herald/pkg/store"
-	"github.com/heraldhq/herald/pkg/testenv"
 	"github.com/heraldhq/herald/pkg/valid"
 )
 

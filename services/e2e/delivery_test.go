@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/pkg/testenv"
+	"github.com/heraldhq/herald/internal/testenv"
 )
 
 // TestConcurrencyCapAcrossSenders: two senders with 64 workers each never

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldhq/herald/pkg/testenv"
+	"github.com/heraldhq/herald/internal/testenv"
 )
 
 const (

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/service"
-	"github.com/heraldhq/herald/pkg/testenv"
 )
 
 // TestRolesAsProcesses runs ingest, router and two senders as separate

@@ -15,7 +15,7 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
-	"github.com/heraldhq/herald/pkg/testenv"
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/services/internal/hooktest"
 )
 

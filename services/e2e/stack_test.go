@@ -11,9 +11,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/retry"
 	"github.com/heraldhq/herald/pkg/service"
-	"github.com/heraldhq/herald/pkg/testenv"
 )
 
 // Settings every Herald under test runs with: short retries, so retry and

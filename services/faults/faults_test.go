@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/bus"
-	"github.com/heraldhq/herald/pkg/testenv"
 )
 
 // outage is how long each fault lasts under load.

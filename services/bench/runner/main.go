@@ -18,7 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/heraldhq/herald/pkg/testenv/natsbin"
+	"github.com/heraldhq/herald/internal/testenv/natsbin"
 	"github.com/heraldhq/herald/services/bench/internal/bench"
 	"github.com/heraldhq/herald/services/internal/benchcmd"
 )

@@ -3,7 +3,9 @@ SHELL := /bin/bash
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/heraldhq/herald/pkg/version.Version=$(VERSION)
-PKGS := ./pkg/... ./services/... ./proto/...
+# pkg/internal/testenv is a module of its own (see its package doc), which
+# ./pkg/... does not reach.
+PKGS := ./pkg/... ./pkg/internal/testenv/... ./services/... ./proto/...
 BUF_VERSION := v1.50.0
 PROTOC_GEN_GO_VERSION := v1.36.12
 

@@ -3,6 +3,7 @@ module github.com/heraldhq/herald/services
 go 1.26.0
 
 require (
+	github.com/heraldhq/herald/internal/testenv v0.0.0
 	github.com/heraldhq/herald/pkg v0.0.0
 	github.com/heraldhq/herald/proto v0.0.0
 	github.com/nats-io/nats.go v1.55.0
@@ -86,6 +87,7 @@ require (
 )
 
 replace (
+	github.com/heraldhq/herald/internal/testenv => ../pkg/internal/testenv
 	github.com/heraldhq/herald/pkg => ../pkg
 	github.com/heraldhq/herald/proto => ../proto
 )

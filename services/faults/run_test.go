@@ -15,10 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/dlq"
 	"github.com/heraldhq/herald/pkg/event"
-	"github.com/heraldhq/herald/pkg/testenv"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 )
 

@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/heraldhq/herald/pkg/testenv"
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/services/internal/apitest"
 )
 

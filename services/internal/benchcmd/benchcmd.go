@@ -1,8 +1,9 @@
 // Package benchcmd is the command-line plumbing that the bench commands
 // (services/bench/loadgen, runner and sink) share: reading comma-separated
 // flag values, running until SIGINT or SIGTERM, and writing a results file.
-// What they measure lives in pkg/bench; this package only keeps the three
-// main functions from each doing the same chores their own way.
+// What they measure lives in services/bench/internal/bench; this package
+// only keeps the three main functions from each doing the same chores their
+// own way.
 package benchcmd
 
 import (

@@ -7,6 +7,16 @@
 // machine, and fails under CI (see Unavailable): a suite that skips in CI
 // passes without having proved anything.
 //
+// It is a module of its own, github.com/heraldhq/herald/internal/testenv, in
+// the directory pkg/internal/testenv. The tests of both the pkg and the
+// services modules use it, and Go's internal rule goes by import path: under
+// github.com/heraldhq/herald/pkg/internal only pkg could import it, under
+// .../herald/internal every Herald module can and nothing outside Herald can.
+// Being no package of the pkg module keeps it, and the testcontainers client
+// it imports, out of the library that receivers and operators build against:
+// pkg's go.mod still lists testcontainers, as an indirect requirement of
+// pkg's tests, but no package of pkg links it.
+//
 // Environment:
 //
 //	CI                     "true" (or 1): a missing server fails the test instead of skipping it

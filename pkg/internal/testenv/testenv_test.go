@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/heraldhq/herald/pkg/testenv"
+	"github.com/heraldhq/herald/internal/testenv"
 )
 
 // TestMain doubles as a helper HTTP server for TestStartProcess.

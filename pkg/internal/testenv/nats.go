@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/heraldhq/herald/internal/testenv/natsbin"
 	"github.com/heraldhq/herald/pkg/natsembed"
-	"github.com/heraldhq/herald/pkg/testenv/natsbin"
 )
 
 const (

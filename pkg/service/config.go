@@ -5,18 +5,12 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
-	"os"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/heraldhq/herald/pkg/api"
 	"github.com/heraldhq/herald/pkg/bus"
-	"github.com/heraldhq/herald/pkg/limit"
-	"github.com/heraldhq/herald/pkg/payload"
 	"github.com/heraldhq/herald/pkg/retry"
 	"github.com/heraldhq/herald/pkg/seal"
-	"github.com/heraldhq/herald/pkg/sender"
 )
 
 // Roles says which parts of Herald a process runs.
@@ -26,8 +20,11 @@ type Roles struct {
 	Sender bool
 }
 
-// Config is everything a Herald process is told by its environment. The
-// README's configuration table lists the variables; FromEnv reads them.
+// Config is everything a Herald process is told by its environment.
+// settings (settings.go) lists the variables, their defaults and the field
+// each sets; FromEnv reads them, Validate checks how they go together, and
+// `herald config` prints them. A zero field stands for its default
+// (withDefaults), except where the setting says zero means "off".
 type Config struct {
 	Roles Roles
 	// Embedded runs NATS inside the process (the all-in-one default).
@@ -61,9 +58,9 @@ type Config struct {
 	// rate limit) kept inside the sender's consumer; longer waits, breaker
 	// waits and every retry leave it as message schedules.
 	ScheduleThreshold time.Duration
-	// RetryAfterMax is the longest Retry-After honoured (0: the sender's
-	// default, 1 hour); a receiver asking for more has its job
-	// dead-lettered with that reason, never retried early.
+	// RetryAfterMax is the longest Retry-After honoured; a receiver asking
+	// for more has its job dead-lettered with that reason, never retried
+	// early.
 	RetryAfterMax time.Duration
 	// SenderMaxAckPending bounds jobs handed out and not acked, across all
 	// senders.
@@ -137,6 +134,8 @@ type Config struct {
 	TenantTestSendsBurst     int
 	LogLevel                 string
 	LogFormat                string
+	// PprofAddr serves Go's profiler when set (pprof.go).
+	PprofAddr string
 }
 
 // DefaultTenantEventsPerSecond is HERALD_TENANT_EVENTS_PER_SECOND's default.
@@ -146,166 +145,36 @@ const DefaultTenantEventsPerSecond = 1000
 // default: plenty for people pressing a button, not a load generator.
 const DefaultTenantTestSendsPerSecond = 10
 
-// FromEnv reads the configuration over the given defaults.
+// FromEnv reads the configuration from the environment over def, a binary's
+// own defaults: a variable set (and not empty) wins over def, def over the
+// settings' defaults (settings.go). The result is validated.
 func FromEnv(def Config) (Config, error) {
+	c, err := readEnv(def, lookupEnv)
+	if err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// readEnv reads every setting from lookup over def and fills in the
+// defaults. It reports values that do not parse, naming their variables;
+// how the values go together is Validate's.
+func readEnv(def Config, lookup func(string) (string, bool)) (Config, error) {
 	c := def
 	var errs []string
-	str := func(name string, dst *string) {
-		if v, ok := os.LookupEnv(name); ok && v != "" {
-			*dst = v
-		}
-	}
-	num := func(name string, dst *int) {
-		if v, ok := os.LookupEnv(name); ok && v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				errs = append(errs, fmt.Sprintf("%s=%q: want a whole number", name, v))
-				return
+	for _, s := range settings {
+		v, ok := lookup(s.env)
+		switch {
+		case ok:
+			if err := s.parse(&c, v); err != nil {
+				errs = append(errs, err.Error())
 			}
-			*dst = n
+		case s.optionalOff() && s.isZero(&c):
+			// Unset: the default, unless def chose a value. Only the
+			// variable set to 0 turns such a setting off; a Config built
+			// in code without FromEnv keeps its zero, "off".
+			s.mustSet(&c, s.def)
 		}
-	}
-	dur := func(name string, dst *time.Duration) {
-		if v, ok := os.LookupEnv(name); ok && v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
-				errs = append(errs, fmt.Sprintf("%s=%q: want a Go duration such as 30s or 24h", name, v))
-				return
-			}
-			*dst = d
-		}
-	}
-	boolean := func(name string, dst *bool) {
-		if v, ok := os.LookupEnv(name); ok && v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				errs = append(errs, fmt.Sprintf("%s=%q: want true or false", name, v))
-				return
-			}
-			*dst = b
-		}
-	}
-	str("NATS_URL", &c.NATSURL)
-	str("REDIS_URL", &c.RedisURL)
-	str("HERALD_REDIS_PREFIX", &c.RedisPrefix)
-	str("HERALD_HTTP_ADDR", &c.HTTPAddr)
-	str("HERALD_ADMIN_TOKEN", &c.AdminToken)
-	str("HERALD_DATA_DIR", &c.DataDir)
-	str("HERALD_NATS_LISTEN", &c.NATSListen)
-	str("HERALD_NATS_SYNC", &c.NATSSync)
-	boolean("HERALD_EMBEDDED_NATS", &c.Embedded)
-	str("HERALD_NATS_CREDS", &c.NATSClient.Creds)
-	str("HERALD_NATS_NKEY", &c.NATSClient.NKeyFile)
-	str("HERALD_NATS_USER", &c.NATSClient.User)
-	str("HERALD_NATS_PASSWORD", &c.NATSClient.Password)
-	str("HERALD_NATS_TOKEN", &c.NATSClient.Token)
-	str("HERALD_NATS_TLS_CA", &c.NATSClient.TLSCA)
-	str("HERALD_NATS_TLS_CERT", &c.NATSClient.TLSCert)
-	str("HERALD_NATS_TLS_KEY", &c.NATSClient.TLSKey)
-	str("HERALD_NATS_CALLOUT_SEED", &c.NATSClient.CalloutSeed)
-	str("HERALD_NATS_SYSTEM_USER", &c.NATSClient.SystemUser)
-	str("HERALD_NATS_SYSTEM_PASSWORD", &c.NATSClient.SystemPassword)
-	errs = append(errs, c.NATSClient.check()...)
-	str("HERALD_LOG_LEVEL", &c.LogLevel)
-	str("HERALD_LOG_FORMAT", &c.LogFormat)
-	num("HERALD_SENDER_WORKERS", &c.SenderWorkers)
-	num("HERALD_ROUTER_WORKERS", &c.RouterWorkers)
-	num("HERALD_STREAM_REPLICAS", &c.Streams.Replicas)
-	dur("HERALD_DUPLICATE_WINDOW", &c.Streams.DuplicateWindow)
-	dur("HERALD_EVENTS_RETENTION", &c.Streams.EventsMaxAge)
-	dur("HERALD_ATTEMPTS_RETENTION", &c.Streams.AttemptsMaxAge)
-	dur("HERALD_DLQ_RETENTION", &c.Streams.DLQMaxAge)
-	dur("HERALD_ACK_WAIT", &c.AckWait)
-	dur("HERALD_SCHEDULE_THRESHOLD", &c.ScheduleThreshold)
-	dur("HERALD_RETRY_AFTER_MAX", &c.RetryAfterMax)
-	dur("HERALD_DISABLE_AFTER", &c.DisableAfter)
-	num("HERALD_SENDER_MAX_ACK_PENDING", &c.SenderMaxAckPending)
-	num("HERALD_ENDPOINT_CONCURRENCY", &c.EndpointConcurrency)
-	dur("HERALD_ENDPOINT_HANDOFF_WAIT", &c.EndpointHandoffWait)
-	num("HERALD_ENDPOINT_HANDOFF_JOBS", &c.EndpointHandoffJobs)
-	num("HERALD_SENDER_HANDOFF_JOBS", &c.SenderHandoffJobs)
-	var handoffBytes int
-	num("HERALD_SENDER_HANDOFF_BYTES", &handoffBytes)
-	if handoffBytes > 0 {
-		c.SenderHandoffBytes = int64(handoffBytes)
-	}
-	num("HERALD_BREAKER_FAILURES", &c.BreakerFailures)
-	dur("HERALD_BREAKER_FAILING_FOR", &c.BreakerFailingFor)
-	dur("HERALD_BREAKER_COOLDOWN", &c.BreakerCoolDown)
-	var maxEvent int
-	num("HERALD_MAX_EVENT_BYTES", &maxEvent)
-	if maxEvent > 0 {
-		c.MaxEventBytes = int64(maxEvent)
-	}
-	var inflight int
-	num("HERALD_MAX_INFLIGHT_EVENT_BYTES", &inflight)
-	if inflight > 0 {
-		c.MaxInflightEventBytes = int64(inflight)
-	}
-	num("HERALD_INLINE_PAYLOAD_BYTES", &c.InlinePayloadBytes)
-	var cacheBytes int
-	num("HERALD_PAYLOAD_CACHE_BYTES", &cacheBytes)
-	if cacheBytes > 0 {
-		c.PayloadCacheBytes = int64(cacheBytes)
-	}
-	if v := os.Getenv("HERALD_RETRY_SCHEDULE"); v != "" {
-		s, err := retry.Parse(v)
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("HERALD_RETRY_SCHEDULE=%q: %v", v, err))
-		} else {
-			c.Schedule = s
-		}
-	}
-	boolean("HERALD_EGRESS_ALLOW_PRIVATE", &c.EgressAllowPrivate)
-	if v := os.Getenv("HERALD_EGRESS_ALLOW_CIDRS"); v != "" {
-		ps, err := ParseCIDRs(v)
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("HERALD_EGRESS_ALLOW_CIDRS=%q: %v", v, err))
-		} else {
-			c.EgressAllowCIDRs = ps
-		}
-	}
-	str("HERALD_ENCRYPTION_KEY", &c.EncryptionKey)
-	str("HERALD_ENCRYPTION_OLD_KEYS", &c.EncryptionOldKeys)
-	boolean("HERALD_ALLOW_PLAINTEXT_SECRETS", &c.AllowPlaintextSecrets)
-	// The errors name the variable and the problem, never the key.
-	if c.EncryptionKey != "" {
-		if _, err := seal.ParseKey(c.EncryptionKey); err != nil {
-			errs = append(errs, "HERALD_ENCRYPTION_KEY: "+err.Error())
-		}
-	}
-	for i, k := range strings.Split(c.EncryptionOldKeys, ",") {
-		if k = strings.TrimSpace(k); k != "" {
-			if _, err := seal.ParseKey(k); err != nil {
-				errs = append(errs, fmt.Sprintf("HERALD_ENCRYPTION_OLD_KEYS, key %d: %v", i+1, err))
-			}
-		}
-	}
-	if _, ok := os.LookupEnv("HERALD_TENANT_EVENTS_PER_SECOND"); !ok && c.TenantEventsPerSecond == 0 {
-		c.TenantEventsPerSecond = DefaultTenantEventsPerSecond
-	}
-	num("HERALD_TENANT_EVENTS_PER_SECOND", &c.TenantEventsPerSecond)
-	num("HERALD_TENANT_EVENTS_BURST", &c.TenantEventsBurst)
-	if _, ok := os.LookupEnv("HERALD_TENANT_TEST_SENDS_PER_SECOND"); !ok && c.TenantTestSendsPerSecond == 0 {
-		c.TenantTestSendsPerSecond = DefaultTenantTestSendsPerSecond
-	}
-	num("HERALD_TENANT_TEST_SENDS_PER_SECOND", &c.TenantTestSendsPerSecond)
-	num("HERALD_TENANT_TEST_SENDS_BURST", &c.TenantTestSendsBurst)
-	str("HERALD_EGRESS_PROXY", &c.EgressProxy)
-	if c.EgressProxy != "" {
-		if _, err := ParseProxy(c.EgressProxy); err != nil {
-			errs = append(errs, fmt.Sprintf("HERALD_EGRESS_PROXY: %v", err))
-		}
-	}
-	if c.NATSSync != "" && c.NATSSync != "always" {
-		if _, err := time.ParseDuration(c.NATSSync); err != nil {
-			errs = append(errs, fmt.Sprintf("HERALD_NATS_SYNC=%q: want \"always\" or a duration", c.NATSSync))
-		}
-	}
-	// A job waiting in the sender is not reported in progress: past AckWait
-	// JetStream would hand it to another sender too.
-	if d := c.withDefaults(); d.EndpointHandoffWait >= d.AckWait {
-		errs = append(errs, fmt.Sprintf("HERALD_ENDPOINT_HANDOFF_WAIT=%v: want less than HERALD_ACK_WAIT (%v)", d.EndpointHandoffWait, d.AckWait))
 	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
@@ -348,81 +217,84 @@ func ParseProxy(v string) (*url.URL, error) {
 	return u, nil
 }
 
+// withDefaults fills every zero field that stands for its setting's
+// default (settings.go); a zero that means "off" (the tenant rates) stays.
 func (c Config) withDefaults() Config {
-	if c.NATSURL == "" {
-		c.NATSURL = "nats://127.0.0.1:4222"
-	}
-	if c.RedisURL == "" {
-		c.RedisURL = "redis://127.0.0.1:6379"
-	}
-	if c.RedisPrefix == "" {
-		c.RedisPrefix = "herald:"
-	}
-	if c.DataDir == "" {
-		c.DataDir = "./data"
-	}
-	if c.NATSListen == "" {
-		c.NATSListen = "127.0.0.1:4333"
-	}
-	if c.Schedule == nil {
-		c.Schedule = retry.Default
-	}
-	if c.SenderWorkers <= 0 {
-		c.SenderWorkers = 256
-	}
-	if c.RouterWorkers <= 0 {
-		c.RouterWorkers = 64
-	}
-	if c.AckWait <= 0 {
-		c.AckWait = 30 * time.Second
-	}
-	if c.ScheduleThreshold <= 0 {
-		c.ScheduleThreshold = time.Minute
-	}
-	if c.SenderMaxAckPending <= 0 {
-		c.SenderMaxAckPending = 20000
-	}
-	if c.DisableAfter <= 0 {
-		c.DisableAfter = 5 * 24 * time.Hour
-	}
-	if c.EndpointConcurrency <= 0 {
-		c.EndpointConcurrency = 10
-	}
-	if c.EndpointHandoffWait <= 0 {
-		c.EndpointHandoffWait = sender.DefaultHandoffWait
-	}
-	if c.EndpointHandoffJobs <= 0 {
-		c.EndpointHandoffJobs = sender.DefaultHandoffEndpointJobs
-	}
-	if c.SenderHandoffJobs <= 0 {
-		c.SenderHandoffJobs = sender.DefaultHandoffJobs
-	}
-	if c.SenderHandoffBytes <= 0 {
-		c.SenderHandoffBytes = sender.DefaultHandoffBytes
-	}
-	if c.BreakerFailures <= 0 {
-		c.BreakerFailures = 5
-	}
-	if c.BreakerFailingFor <= 0 {
-		c.BreakerFailingFor = limit.DefaultFailingFor
-	}
-	if c.BreakerCoolDown <= 0 {
-		c.BreakerCoolDown = 30 * time.Second
-	}
-	if c.MaxEventBytes <= 0 {
-		c.MaxEventBytes = api.DefaultMaxEventBytes
-	}
-	if c.MaxInflightEventBytes <= 0 {
-		c.MaxInflightEventBytes = api.DefaultMaxInflightEventBytes
-	}
-	if c.InlinePayloadBytes <= 0 {
-		c.InlinePayloadBytes = payload.DefaultInlineBytes
-	}
-	if c.PayloadCacheBytes <= 0 {
-		c.PayloadCacheBytes = payload.DefaultCacheBytes
-	}
-	if c.LogLevel == "" {
-		c.LogLevel = "info"
+	for _, s := range settings {
+		if s.def != "" && s.zero == "" && s.isZero(&c) {
+			s.mustSet(&c, s.def)
+		}
 	}
 	return c
+}
+
+// Validate refuses a configuration that cannot work, with every problem
+// named by its variables: values that do not parse as what they hold, and
+// settings that contradict each other. Zero fields count as their
+// defaults. FromEnv calls it; a Config built in code should be too.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []string
+	for _, s := range settings {
+		if s.negative(&c) {
+			errs = append(errs, fmt.Sprintf("%s=%s: want a value not below 0", s.env, s.format(&c)))
+		}
+	}
+	errs = append(errs, c.NATSClient.check()...)
+	// The errors name the variable and the problem, never the key.
+	if c.EncryptionKey != "" {
+		if _, err := seal.ParseKey(c.EncryptionKey); err != nil {
+			errs = append(errs, "HERALD_ENCRYPTION_KEY: "+err.Error())
+		}
+	}
+	for i, k := range strings.Split(c.EncryptionOldKeys, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			if _, err := seal.ParseKey(k); err != nil {
+				errs = append(errs, fmt.Sprintf("HERALD_ENCRYPTION_OLD_KEYS, key %d: %v", i+1, err))
+			}
+		}
+	}
+	if c.EgressProxy != "" {
+		if _, err := ParseProxy(c.EgressProxy); err != nil {
+			errs = append(errs, fmt.Sprintf("HERALD_EGRESS_PROXY: %v", err))
+		}
+	}
+	if c.NATSSync != "" && c.NATSSync != "always" {
+		if _, err := time.ParseDuration(c.NATSSync); err != nil {
+			errs = append(errs, fmt.Sprintf("HERALD_NATS_SYNC=%q: want \"always\" or a duration", c.NATSSync))
+		}
+	}
+	// A job waiting in the sender for a slot (sender.Handoff) is not
+	// reported in progress: past AckWait JetStream would hand it to another
+	// sender too.
+	if c.EndpointHandoffWait >= c.AckWait {
+		errs = append(errs, fmt.Sprintf("HERALD_ENDPOINT_HANDOFF_WAIT=%s: want less than HERALD_ACK_WAIT (%s)",
+			formatDuration(c.EndpointHandoffWait), formatDuration(c.AckWait)))
+	}
+	// An event whose router died comes back after AckWait, and the router
+	// that takes it publishes its jobs again: DELIVERIES stores them once
+	// only while its duplicate window still remembers their Nats-Msg-Id.
+	if c.AckWait >= c.Streams.DuplicateWindow {
+		errs = append(errs, fmt.Sprintf("HERALD_ACK_WAIT=%s: want less than HERALD_DUPLICATE_WINDOW (%s), which dedupes the jobs of a redelivered event",
+			formatDuration(c.AckWait), formatDuration(c.Streams.DuplicateWindow)))
+	}
+	// JetStream refuses a stream whose duplicate window outlasts its max
+	// age: EVENTS and HELD keep HERALD_EVENTS_RETENTION, DLQ
+	// HERALD_DLQ_RETENTION (ATTEMPTS has no window).
+	for _, r := range []struct {
+		env    string
+		maxAge time.Duration
+	}{{"HERALD_EVENTS_RETENTION", c.Streams.EventsMaxAge}, {"HERALD_DLQ_RETENTION", c.Streams.DLQMaxAge}} {
+		if c.Streams.DuplicateWindow > r.maxAge {
+			errs = append(errs, fmt.Sprintf("HERALD_DUPLICATE_WINDOW=%s: want at most %s (%s)",
+				formatDuration(c.Streams.DuplicateWindow), r.env, formatDuration(r.maxAge)))
+		}
+	}
+	// HERALD_SCHEDULE_THRESHOLD needs no rule against HERALD_ACK_WAIT: a
+	// limit wait kept in the sender's consumer is a nak with a delay
+	// (sender.wait), and JetStream runs no AckWait on a nacked message.
+	if len(errs) > 0 {
+		return fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
+	}
+	return nil
 }

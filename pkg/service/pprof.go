@@ -5,19 +5,17 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
 	"time"
 
 	"github.com/rs/zerolog"
 )
 
-// startPprof serves Go's profiler (net/http/pprof) when HERALD_PPROF_ADDR is
-// set, e.g. 127.0.0.1:6060: opt-in, off by default, on a listener and mux
-// of its own, never on the API's address. Profiles reveal internals and
-// cost CPU while taken, so keep the address on loopback. It returns the
-// func that stops it.
-func startPprof(log zerolog.Logger) (stop func()) {
-	addr := os.Getenv("HERALD_PPROF_ADDR")
+// startPprof serves Go's profiler (net/http/pprof) on addr
+// (HERALD_PPROF_ADDR, Config.PprofAddr), e.g. 127.0.0.1:6060: opt-in, off
+// when addr is "", on a listener and mux of its own, never on the API's
+// address. Profiles reveal internals and cost CPU while taken, so keep the
+// address on loopback. It returns the func that stops it.
+func startPprof(addr string, log zerolog.Logger) (stop func()) {
 	if addr == "" {
 		return func() {}
 	}

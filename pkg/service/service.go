@@ -66,7 +66,7 @@ func NewLogger(cfg Config, w io.Writer, role string) zerolog.Logger {
 // one constructor returning its parts (roles.go); Run starts the parts,
 // serves HTTP, and stops them together.
 func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) error {
-	defer startPprof(log)() // HERALD_PPROF_ADDR: opt-in profiling (pprof.go)
+	defer startPprof(cfg.PprofAddr, log)() // HERALD_PPROF_ADDR: opt-in profiling (pprof.go)
 	b, err := openBase(ctx, cfg, log)
 	if err != nil {
 		return err

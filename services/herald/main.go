@@ -1,8 +1,10 @@
 // Command herald is the all-in-one Herald: intake, router and sender in one
 // process with NATS embedded, for development and small deployments.
-// `herald` (or `herald run`) runs it; `herald dlq ...` operates a running
-// deployment's dead letters through its API; `herald nats-callout-key`
-// prints a new key pair for the auth callout of an external nats-server.
+// `herald` (or `herald run`) runs it; `herald config` prints the
+// configuration `herald run` would use, secrets masked, and fails on an
+// invalid one; `herald dlq ...` operates a running deployment's dead letters
+// through its API; `herald nats-callout-key` prints a new key pair for the
+// auth callout of an external nats-server.
 package main
 
 import (
@@ -18,24 +20,33 @@ func main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case "run":
+		case "config":
+			if err := service.PrintConfig(os.Stdout, allInOne); err != nil {
+				fmt.Fprintln(os.Stderr, "herald:", err)
+				os.Exit(2)
+			}
+			os.Exit(0)
 		case "dlq":
 			os.Exit(cli.Main(os.Args[1:]))
 		case "nats-callout-key":
 			os.Exit(calloutKey())
 		default:
-			fmt.Fprintf(os.Stderr, "usage: herald [run]\n       herald dlq (list|replay|status) ...   (herald dlq help)\n       herald nats-callout-key\n")
+			fmt.Fprintf(os.Stderr, "usage: herald [run]\n       herald config\n       herald dlq (list|replay|status) ...   (herald dlq help)\n       herald nats-callout-key\n")
 			os.Exit(2)
 		}
 	}
-	os.Exit(service.Main("herald", service.Config{
-		Roles:         service.Roles{API: true, Router: true, Sender: true},
-		Embedded:      true,
-		RedisOptional: true,
-		HTTPAddr:      "127.0.0.1:8080",
-		// Development: deliver to receivers on this machine and network.
-		// HERALD_EGRESS_ALLOW_PRIVATE=false turns the egress guard on.
-		EgressAllowPrivate: true,
-	}))
+	os.Exit(service.Main("herald", allInOne))
+}
+
+// allInOne is the all-in-one's own defaults, under the environment.
+var allInOne = service.Config{
+	Roles:         service.Roles{API: true, Router: true, Sender: true},
+	Embedded:      true,
+	RedisOptional: true,
+	HTTPAddr:      "127.0.0.1:8080",
+	// Development: deliver to receivers on this machine and network.
+	// HERALD_EGRESS_ALLOW_PRIVATE=false turns the egress guard on.
+	EgressAllowPrivate: true,
 }
 
 // calloutKey prints a new account key pair for the auth callout: the seed

@@ -561,40 +561,64 @@ func scan(ctx context.Context, js jetstream.JetStream, stream, subject string, f
 }
 
 // readerPlacements bounds how often readerOnLeader creates a consumer to
-// land it on the stream leader: an R1 consumer goes to one of the stream's
-// peers at random, so with three the chance of missing ten times is 1.7%
-// of a thousandth.
+// land it on a replica that holds everything stored.
 const readerPlacements = 10
 
-// readerOnLeader creates the ephemeral consumer cfg on stream, on the
-// stream leader's server. The server places an R1 consumer on any of the
-// stream's peers, and reads from that peer's copy: on a follower still
+// readerOnLeader creates the ephemeral consumer cfg on stream, on a server
+// whose copy of the stream is complete: the stream leader, or a replica the
+// leader reports current. The server places an R1 consumer on any of the
+// stream's peers and reads from that peer's copy: on a follower still
 // catching up (a node back from a restart) a listing silently missed the
-// newest dead letters, and a replay would have skipped them. The leader's
-// copy holds everything stored. A consumer placed elsewhere is deleted and
-// created again; a single server always matches.
+// newest dead letters, and a replay would have skipped them. A consumer
+// placed on a lagging replica is deleted and created again; a single
+// server always matches.
 func readerOnLeader(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	for range readerPlacements {
-		st, err := js.Stream(ctx, stream)
-		if err != nil {
-			return nil, err
-		}
+	var seen []string
+	for try := range readerPlacements {
 		cons, err := js.CreateConsumer(ctx, stream, cfg)
 		if err != nil {
 			return nil, err
 		}
-		if onLeader(st.CachedInfo().Cluster, cons.CachedInfo().Cluster) {
+		// The stream's state after the consumer started: a replica current
+		// now held everything stored before it.
+		st, err := js.Stream(ctx, stream)
+		if err != nil {
+			dropReader(ctx, js, stream, cons)
+			return nil, err
+		}
+		on := cons.CachedInfo().Cluster
+		if on == nil || caughtUp(st.CachedInfo().Cluster, on.Leader) {
 			return cons, nil
 		}
+		seen = append(seen, on.Leader)
 		dropReader(ctx, js, stream, cons)
+		if try > 2 { // all replicas lagging, or no consumer leader yet: give them a moment
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
 	}
-	return nil, fmt.Errorf("no reader placed on the stream leader in %d tries: %w", readerPlacements, jetstream.ErrNoStreamResponse)
+	return nil, fmt.Errorf("no reader placed on a current replica in %d tries (placed on %v): %w", readerPlacements, seen, jetstream.ErrNoStreamResponse)
 }
 
-// onLeader reports whether a consumer runs on its stream's leader; without
+// caughtUp reports whether server holds the stream's whole copy: it is the
+// leader, or a replica the leader reports current with no lag. Without
 // cluster information (a single server) it does.
-func onLeader(stream, consumer *jetstream.ClusterInfo) bool {
-	return stream == nil || consumer == nil || stream.Leader == "" || consumer.Leader == stream.Leader
+func caughtUp(stream *jetstream.ClusterInfo, server string) bool {
+	if stream == nil || stream.Leader == "" {
+		return true
+	}
+	if server == stream.Leader {
+		return true
+	}
+	for _, r := range stream.Replicas {
+		if r != nil && r.Name == server {
+			return r.Current && r.Lag == 0
+		}
+	}
+	return false
 }
 
 // dropReader deletes an ephemeral reader; its inactivity threshold removes

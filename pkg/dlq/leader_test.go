@@ -22,7 +22,8 @@ import (
 // fault suite's R3 row). Five placements in a row on the leader happen by
 // chance once in 243 runs.
 func TestReaderRunsOnStreamLeader(t *testing.T) {
-	urls := startCluster(t, 3)
+	c := startCluster(t, 3)
+	urls := c.urls
 	nc, err := nats.Connect(urls[0])
 	if err != nil {
 		t.Fatal(err)
@@ -49,40 +50,98 @@ func TestReaderRunsOnStreamLeader(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	checkReads := func(want int) {
+		t.Helper()
+		info, err := st.Info(ctx)
+		if err != nil || info.Cluster == nil || info.Cluster.Leader == "" {
+			t.Fatalf("no stream leader: %+v %v", info, err)
+		}
+		leader := info.Cluster.Leader
+		for range 5 {
+			var got []string
+			err := scan(ctx, js, bus.StreamDLQ, bus.DLQSubject("tn_a", "ep_a"), position{}, 0, 7, func(m jetstream.Msg, _ *jetstream.MsgMetadata) (bool, error) {
+				got = append(got, string(m.Data()))
+				return true, nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != want {
+				t.Fatalf("scan read %d of %d messages", len(got), want)
+			}
+			cons, err := readerOnLeader(ctx, js, bus.StreamDLQ, jetstream.ConsumerConfig{AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, Replicas: 1, InactiveThreshold: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			on := cons.CachedInfo().Cluster
+			dropReader(ctx, js, bus.StreamDLQ, cons)
+			if on == nil || (on.Leader != leader && !caughtUp(info.Cluster, on.Leader)) {
+				t.Fatalf("reader placed on %+v, stream leader is %s", on, leader)
+			}
+		}
+	}
+	checkReads(20)
+	// A node killed and back, while messages are stored: the case that
+	// listed a DLQ short.
 	info, err := st.Info(ctx)
-	if err != nil || info.Cluster == nil || info.Cluster.Leader == "" {
-		t.Fatalf("no stream leader: %+v %v", info, err)
+	if err != nil || info.Cluster == nil {
+		t.Fatalf("no stream info: %v", err)
 	}
-	leader := info.Cluster.Leader
-	for range 5 {
-		var got []string
-		err := scan(ctx, js, bus.StreamDLQ, bus.DLQSubject("tn_a", "ep_a"), position{}, 0, 7, func(m jetstream.Msg, _ *jetstream.MsgMetadata) (bool, error) {
-			got = append(got, string(m.Data()))
-			return true, nil
-		})
+	i := c.index(info.Cluster.Leader)
+	c.stop(i)
+	for n := 20; n < 40; n++ {
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := js.Publish(pctx, bus.DLQSubject("tn_a", "ep_a"), []byte(fmt.Sprint(n)))
+		pcancel()
 		if err != nil {
-			t.Fatal(err)
-		}
-		if len(got) != 20 {
-			t.Fatalf("scan read %d of 20 messages", len(got))
-		}
-		cons, err := readerOnLeader(ctx, js, bus.StreamDLQ, jetstream.ConsumerConfig{AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, Replicas: 1, InactiveThreshold: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		on := cons.CachedInfo().Cluster
-		dropReader(ctx, js, bus.StreamDLQ, cons)
-		if on == nil || on.Leader != leader {
-			t.Fatalf("reader placed on %+v, stream leader is %s", on, leader)
+			n-- // no leader yet: the election after the kill
+			time.Sleep(100 * time.Millisecond)
+			continue
 		}
 	}
+	c.start(t, i)
+	checkReads(40)
+}
+
+// cluster is n embedded JetStream servers routed into one cluster on
+// loopback.
+type cluster struct {
+	urls    []string
+	opts    []*server.Options
+	servers []*server.Server
+}
+
+func (c *cluster) index(name string) int {
+	for i, o := range c.opts {
+		if o.ServerName == name {
+			return i
+		}
+	}
+	return 0
+}
+
+func (c *cluster) stop(i int) { c.servers[i].Shutdown(); c.servers[i].WaitForShutdown() }
+
+func (c *cluster) start(t *testing.T, i int) {
+	t.Helper()
+	s, err := server.NewServer(c.opts[i].Clone())
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatalf("server %d not ready", i+1)
+	}
+	c.servers[i] = s
+	c.urls[i] = s.ClientURL()
 }
 
 // startCluster starts n embedded JetStream servers routed into one cluster
-// on loopback and returns their client URLs.
-func startCluster(t *testing.T, n int) []string {
+// on loopback.
+func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
-	ports := make([]int, n)
+	ports := make([]int, 2*n)
 	for i := range ports {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -92,31 +151,22 @@ func startCluster(t *testing.T, n int) []string {
 		l.Close()
 	}
 	var routes []*url.URL
-	for _, p := range ports {
+	for _, p := range ports[:n] {
 		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
 	}
-	urls := make([]string, n)
+	c := &cluster{urls: make([]string, n), servers: make([]*server.Server, n)}
 	for i := range n {
-		opts := &server.Options{
+		c.opts = append(c.opts, &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
 			Host:       "127.0.0.1",
-			Port:       -1,
+			Port:       ports[n+i],
 			JetStream:  true,
 			StoreDir:   t.TempDir(),
 			Cluster:    server.ClusterOpts{Name: "dlq-test", Host: "127.0.0.1", Port: ports[i]},
 			Routes:     routes,
 			NoSigs:     true,
-		}
-		s, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Start()
-		t.Cleanup(s.Shutdown)
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("server %d not ready", i+1)
-		}
-		urls[i] = s.ClientURL()
+		})
+		c.start(t, i)
 	}
-	return urls
+	return c
 }

@@ -515,10 +515,10 @@ func scan(ctx context.Context, js jetstream.JetStream, stream, subject string, f
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		// Fetch returns what the consumer has at once, or waits up to a
-		// second for the rest: an empty answer while messages are pending is
-		// asked again, never read as the end.
-		msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(time.Second))
+		// What the consumer has at once: Fetch would wait for a full batch.
+		// An empty answer while messages are pending is asked again, never
+		// read as the end.
+		msgs, err := cons.FetchNoWait(batch)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", stream, err)
 		}
@@ -554,8 +554,15 @@ func scan(ctx context.Context, js jetstream.JetStream, stream, subject string, f
 		}
 		if got > 0 {
 			empty = 0
-		} else if empty++; empty == 3 {
+			continue
+		}
+		if empty++; empty == 20 {
 			return fmt.Errorf("read %s: %d messages pending, none delivered: %w", stream, pending, jetstream.ErrNoStreamResponse)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

@@ -153,10 +153,16 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultDuplicateWindow = 2 * time.Minute
-	DefaultEventsMaxAge    = 7 * 24 * time.Hour
-	DefaultAttemptsMaxAge  = 30 * 24 * time.Hour
-	DefaultDLQMaxAge       = 30 * 24 * time.Hour
+	// DefaultAckWait is how long a message stays with a consumer's client
+	// that neither acks nor reports progress (HERALD_ACK_WAIT).
+	DefaultAckWait = 30 * time.Second
+	// DefaultSenderMaxAckPending bounds the jobs handed out and not yet
+	// acked across all senders (HERALD_SENDER_MAX_ACK_PENDING).
+	DefaultSenderMaxAckPending = 20000
+	DefaultDuplicateWindow     = 2 * time.Minute
+	DefaultEventsMaxAge        = 7 * 24 * time.Hour
+	DefaultAttemptsMaxAge      = 30 * 24 * time.Hour
+	DefaultDLQMaxAge           = 30 * 24 * time.Hour
 )
 
 func (c Config) withDefaults() Config {
@@ -271,7 +277,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 // deduplicated.
 func RouterConsumer(ctx context.Context, js jetstream.JetStream, ackWait time.Duration) (jetstream.Consumer, error) {
 	if ackWait <= 0 {
-		ackWait = 30 * time.Second
+		ackWait = DefaultAckWait
 	}
 	c, err := js.CreateOrUpdateConsumer(ctx, StreamEvents, jetstream.ConsumerConfig{
 		Durable:       ConsumerRouter,
@@ -326,10 +332,10 @@ func SenderDueConsumer(ctx context.Context, js jetstream.JetStream, sc SenderCon
 
 func senderConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, sc SenderConsumerConfig) (jetstream.Consumer, error) {
 	if sc.AckWait <= 0 {
-		sc.AckWait = 30 * time.Second
+		sc.AckWait = DefaultAckWait
 	}
 	if sc.MaxAckPending <= 0 {
-		sc.MaxAckPending = 20000
+		sc.MaxAckPending = DefaultSenderMaxAckPending
 	}
 	cfg.AckPolicy = jetstream.AckExplicitPolicy
 	cfg.AckWait = sc.AckWait

@@ -87,9 +87,13 @@ func WithAckWait(d time.Duration) Option { return func(r *Router) { r.ackWait = 
 // last one; producers' references (Herald-Payload-Ref) are checked.
 func WithPayloads(p Payloads) Option { return func(r *Router) { r.payloads = p } }
 
+// DefaultWorkers is how many events one router process routes at once
+// (HERALD_ROUTER_WORKERS).
+const DefaultWorkers = 64
+
 // New returns a Router.
 func New(js jetstream.JetStream, eps Endpoints, opts ...Option) *Router {
-	r := &Router{js: js, eps: eps, log: zerolog.Nop(), workers: 64, now: time.Now, ready: make(chan struct{})}
+	r := &Router{js: js, eps: eps, log: zerolog.Nop(), workers: DefaultWorkers, now: time.Now, ready: make(chan struct{})}
 	for _, o := range opts {
 		o(r)
 	}

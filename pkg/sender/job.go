@@ -60,8 +60,22 @@ const (
 	reasonPaused = "paused"
 )
 
-// DefaultRetryAfterMax is the longest Retry-After a receiver may ask for.
-const DefaultRetryAfterMax = time.Hour
+// Defaults of the sender's settings (the HERALD_* variable of each is in
+// pkg/service's settings table).
+const (
+	// DefaultRetryAfterMax is the longest Retry-After a receiver may ask
+	// for (HERALD_RETRY_AFTER_MAX).
+	DefaultRetryAfterMax = time.Hour
+	// DefaultWorkers is how many jobs one process works on at once
+	// (HERALD_SENDER_WORKERS).
+	DefaultWorkers = 256
+	// DefaultScheduleThreshold is the longest limit wait kept in the
+	// consumer (HERALD_SCHEDULE_THRESHOLD).
+	DefaultScheduleThreshold = time.Minute
+	// DefaultDisableAfter is how long an endpoint may fail without a
+	// success before it is disabled (HERALD_DISABLE_AFTER).
+	DefaultDisableAfter = 5 * 24 * time.Hour
+)
 
 // work handles one job message from fetch to ack.
 func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {

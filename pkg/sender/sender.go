@@ -226,8 +226,8 @@ func WithAckWait(d time.Duration) Option { return func(s *Sender) { s.ackWait = 
 // New returns a Sender.
 func New(js jetstream.JetStream, eps Endpoints, opts ...Option) *Sender {
 	s := &Sender{
-		js: js, eps: eps, retries: retry.Default, workers: 256, ackWait: 30 * time.Second,
-		threshold: time.Minute, disableAfter: 5 * 24 * time.Hour, retryAfterMax: DefaultRetryAfterMax,
+		js: js, eps: eps, retries: retry.Default, workers: DefaultWorkers, ackWait: bus.DefaultAckWait,
+		threshold: DefaultScheduleThreshold, disableAfter: DefaultDisableAfter, retryAfterMax: DefaultRetryAfterMax,
 		log: zerolog.Nop(), rnd: rand.Float64, now: time.Now, ready: make(chan struct{}),
 	}
 	s.endpoints.handoff = defaultHandoff

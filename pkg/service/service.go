@@ -66,6 +66,12 @@ func NewLogger(cfg Config, w io.Writer, role string) zerolog.Logger {
 // one constructor returning its parts (roles.go); Run starts the parts,
 // serves HTTP, and stops them together.
 func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) error {
+	// A Config built in code (tests, embedders) gets the same defaults and
+	// the same refusals as one read by FromEnv.
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	defer startPprof(cfg.PprofAddr, log)() // HERALD_PPROF_ADDR: opt-in profiling (pprof.go)
 	b, err := openBase(ctx, cfg, log)
 	if err != nil {

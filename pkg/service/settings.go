@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/pkg/limit"
 	"github.com/heraldhq/herald/pkg/payload"
 	"github.com/heraldhq/herald/pkg/retry"
+	"github.com/heraldhq/herald/pkg/router"
 	"github.com/heraldhq/herald/pkg/sender"
 )
 
@@ -102,11 +103,11 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.NATSClient.SystemPassword }},
 	{env: "HERALD_RETRY_SCHEDULE", def: formatSchedule(retry.Default), doc: "waits between attempts, ±20 % jitter",
 		field: func(c *Config) any { return &c.Schedule }},
-	{env: "HERALD_ACK_WAIT", def: "30s", doc: "how long a dead process's job or event waits before another takes it",
+	{env: "HERALD_ACK_WAIT", def: formatDuration(bus.DefaultAckWait), doc: "how long a dead process's job or event waits before another takes it",
 		field: func(c *Config) any { return &c.AckWait }},
-	{env: "HERALD_SENDER_WORKERS", def: "256", doc: "jobs a sender process works on at once",
+	{env: "HERALD_SENDER_WORKERS", def: strconv.Itoa(sender.DefaultWorkers), doc: "jobs a sender process works on at once",
 		field: func(c *Config) any { return &c.SenderWorkers }},
-	{env: "HERALD_ROUTER_WORKERS", def: "64", doc: "events a router process routes at once",
+	{env: "HERALD_ROUTER_WORKERS", def: strconv.Itoa(router.DefaultWorkers), doc: "events a router process routes at once",
 		field: func(c *Config) any { return &c.RouterWorkers }},
 	{env: "HERALD_ENDPOINT_CONCURRENCY", def: strconv.Itoa(limit.DefaultConcurrency), doc: "requests in flight per endpoint across all senders",
 		field: func(c *Config) any { return &c.EndpointConcurrency }},
@@ -124,13 +125,13 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.BreakerFailingFor }},
 	{env: "HERALD_BREAKER_COOLDOWN", def: formatDuration(limit.DefaultCoolDown), doc: "open breaker's wait before its probe",
 		field: func(c *Config) any { return &c.BreakerCoolDown }},
-	{env: "HERALD_DISABLE_AFTER", def: "120h", doc: "an endpoint failing this long without a success is disabled",
+	{env: "HERALD_DISABLE_AFTER", def: formatDuration(sender.DefaultDisableAfter), doc: "an endpoint failing this long without a success is disabled",
 		field: func(c *Config) any { return &c.DisableAfter }},
-	{env: "HERALD_SCHEDULE_THRESHOLD", def: "1m", doc: "longest limit wait kept inside the sender consumer",
+	{env: "HERALD_SCHEDULE_THRESHOLD", def: formatDuration(sender.DefaultScheduleThreshold), doc: "longest limit wait kept inside the sender consumer",
 		field: func(c *Config) any { return &c.ScheduleThreshold }},
 	{env: "HERALD_RETRY_AFTER_MAX", def: formatDuration(sender.DefaultRetryAfterMax), doc: "longest Retry-After honoured",
 		field: func(c *Config) any { return &c.RetryAfterMax }},
-	{env: "HERALD_SENDER_MAX_ACK_PENDING", def: "20000", doc: "jobs handed out and not acked, across all senders",
+	{env: "HERALD_SENDER_MAX_ACK_PENDING", def: strconv.Itoa(bus.DefaultSenderMaxAckPending), doc: "jobs handed out and not acked, across all senders",
 		field: func(c *Config) any { return &c.SenderMaxAckPending }},
 	{env: "HERALD_PPROF_ADDR", zero: "off", doc: "serve net/http/pprof on this address; keep it private",
 		field: func(c *Config) any { return &c.PprofAddr }},

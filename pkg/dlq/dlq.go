@@ -582,15 +582,15 @@ const readerPlacements = 10
 func readerOnLeader(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	var seen []string
 	for try := range readerPlacements {
-		cons, err := js.CreateConsumer(ctx, stream, cfg)
+		// The stream's state before the consumer starts: a replica current
+		// then holds everything stored before the read began, and the
+		// consumer counts what it will deliver from that copy.
+		st, err := js.Stream(ctx, stream)
 		if err != nil {
 			return nil, err
 		}
-		// The stream's state after the consumer started: a replica current
-		// now held everything stored before it.
-		st, err := js.Stream(ctx, stream)
+		cons, err := js.CreateConsumer(ctx, stream, cfg)
 		if err != nil {
-			dropReader(ctx, js, stream, cons)
 			return nil, err
 		}
 		on := cons.CachedInfo().Cluster

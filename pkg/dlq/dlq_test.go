@@ -46,15 +46,7 @@ func newEnv(t *testing.T) *env {
 	url := testenv.NATS(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.ConnectJetStream(t, url)
 	if err := bus.EnsureStreams(ctx, js, bus.Config{}); err != nil {
 		t.Fatal(err)
 	}

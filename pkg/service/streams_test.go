@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/heraldhq/herald/internal/testenv"
@@ -20,15 +18,7 @@ import (
 // payload bucket deleted
 // while Herald runs are put back, and /readyz's "streams" check is clear.
 func TestStreamKeeperRecreatesMissing(t *testing.T) {
-	nc, err := nats.Connect(testenv.NATSServer(t).URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.ConnectJetStream(t, testenv.NATSServer(t).URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg := bus.Config{}

@@ -319,7 +319,11 @@ func (b *books) check(p pair, sp endpointSpec, g received, dls []dlq.Entry, hera
 		b.repeats += repeats
 		b.beyond += beyond
 		b.deadTwice += deadTwice
-		b.dupExamples = append(b.dupExamples, fmt.Sprintf("%s, %d dead letters", show, len(dls)))
+		ex := fmt.Sprintf("%s, %d dead letters", show, len(dls))
+		if herald != nil {
+			ex += fmt.Sprintf(", Herald recorded %v", herald) // each attempt's outcome class
+		}
+		b.dupExamples = append(b.dupExamples, ex)
 	}
 
 	var done time.Time

@@ -276,9 +276,17 @@ func NATSBinary(t testing.TB) string {
 // JetStream handle; the connection closes at cleanup.
 func JetStream(t testing.TB) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(NATS(t))
+	return ConnectJetStream(t, NATS(t))
+}
+
+// ConnectJetStream connects to the NATS server at url with opts and returns
+// a JetStream handle; the connection closes at cleanup. It is the one
+// place tests open a JetStream connection of their own.
+func ConnectJetStream(t testing.TB, url string, opts ...nats.Option) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		t.Fatalf("connect to NATS: %v", err)
+		t.Fatalf("connect to NATS at %s: %v", url, err)
 	}
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)

@@ -498,7 +498,14 @@ func scan(ctx context.Context, js jetstream.JetStream, stream, subject string, f
 	case !from.time.IsZero():
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &from.time
 	}
-	cons, err := readerOnLeader(ctx, js, stream, cfg)
+	// A reader is created through the JetStream API, which a stream
+	// leader's election leaves unanswered for a moment: ride it out briefly
+	// before answering 503.
+	var cons jetstream.Consumer
+	err := bus.Retry(ctx, func(ctx context.Context) (err error) {
+		cons, err = readerOnLeader(ctx, js, stream, cfg)
+		return err
+	}, bus.RetryFor(3*time.Second))
 	if err != nil {
 		return fmt.Errorf("read %s: %w", stream, err)
 	}

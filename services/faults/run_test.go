@@ -174,10 +174,14 @@ func (r *run) finish(fault string, allow allowance) {
 	for i, e := range endpoints {
 		keys[i] = e.key
 	}
-	dead, err := r.deadLetters(keys...)
-	if err != nil {
-		t.Fatalf("read the DLQ through the API: %v", err)
-	}
+	// A 503 asks the client to retry (a leader election after the fault);
+	// a client does, for a while.
+	var dead map[pair][]dlq.Entry
+	var err error
+	testenv.Eventually(t, 15*time.Second, func() bool {
+		dead, err = r.deadLetters(keys...)
+		return err == nil
+	}, "%s", lazy(func() string { return fmt.Sprintf("read the DLQ through the API: %v", err) }))
 	// Herald's own record of each attempt: the unseen allowance checks it,
 	// and a failure names each duplicate's outcome classes with it.
 	herald, err := attemptRecords(r.s.JS, r.tenant.ID, r.keys)

@@ -322,11 +322,25 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := bearer(r)
 		if !ok || len(s.adminToken) == 0 || !equalSecret(tok, s.adminToken) {
+			s.refused(r, "admin token", tok)
 			unauthorized(w, r, "this route needs the operator token (HERALD_ADMIN_TOKEN) as a Bearer token")
 			return
 		}
 		h(w, r)
 	}
+}
+
+// refused logs a request refused for its credentials. It is at info: a
+// client's mistake or a probe, not Herald's, yet an operator looking for a
+// client that cannot get in must find it. Of the key or token presented only
+// its prefix is logged (store.KeyPrefix), which for an API key is the prefix
+// its listing shows.
+func (s *Server) refused(r *http.Request, credential, presented string) {
+	e := s.log.Info().Str("credential", credential).Str("method", r.Method).Str("path", r.URL.Path).Str("client_addr", r.RemoteAddr)
+	if presented != "" {
+		e = e.Str("key_prefix", store.KeyPrefix(presented))
+	}
+	e.Msg("authentication failed")
 }
 
 // equalSecret compares a presented token with the expected one in constant
@@ -344,11 +358,13 @@ func (s *Server) tenant(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		key, ok := bearer(r)
 		if !ok {
+			s.refused(r, "API key", "")
 			unauthorized(w, r, "send the tenant's API key as 'Authorization: Bearer hk_...'")
 			return
 		}
 		tenant, err := s.authenticate(r.Context(), key)
 		if errors.Is(err, store.ErrNotFound) {
+			s.refused(r, "API key", key)
 			unauthorized(w, r, "unknown or revoked API key")
 			return
 		}

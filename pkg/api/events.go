@@ -65,7 +65,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 		if invalid(w, r, err) {
 			return
 		}
-		s.log.Error().Err(err).Str("tenant", tenant).Msg("event not stored")
+		s.log.Error().Err(err).Str("tenant_id", tenant).Msg("event not stored")
 		unavailable(w, r, "the event was not stored; retry with the same id")
 		return
 	}

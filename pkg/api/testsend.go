@@ -130,7 +130,7 @@ func (s *Server) testEndpoint(w http.ResponseWriter, r *http.Request) {
 	if s.history != nil {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 		if err := s.history.Record(ctx, rec); err != nil {
-			s.log.Warn().Err(err).Str("tenant", tenant).Str("endpoint_id", ep.ID).Msg("test attempt not recorded")
+			s.log.Warn().Err(err).Str("tenant_id", tenant).Str("endpoint_id", ep.ID).Msg("test attempt not recorded")
 		}
 		cancel()
 	}

@@ -330,7 +330,7 @@ func (c *Cache) Endpoint(ctx context.Context, tenant, id string) (store.Endpoint
 	lookups.WithLabelValues("store").Inc()
 	ep, err := g.GetEndpoint(ctx, tenant, id)
 	if err == nil {
-		c.log.Info().Str("tenant", tenant).Str("endpoint_id", id).Msg("endpoint missing from the cache but in the store; cache entry dropped")
+		c.log.Info().Str("tenant_id", tenant).Str("endpoint_id", id).Msg("endpoint missing from the cache but in the store; cache entry dropped")
 		c.Invalidate(ctx, tenant)
 	}
 	return ep, err
@@ -431,7 +431,7 @@ func (c *Cache) fetch(ctx context.Context, tenant string) ([]store.Endpoint, err
 	sealed, err := c.seal(tenant, eps)
 	if err != nil {
 		// Not cached in Redis; the store answered, and keeps answering.
-		c.log.Warn().Err(err).Str("tenant", tenant).Msg("endpoints not cached in redis: a secret could not be sealed")
+		c.log.Warn().Err(err).Str("tenant_id", tenant).Msg("endpoints not cached in redis: a secret could not be sealed")
 		return eps, nil
 	}
 	b, err := json.Marshal(redisEntry{Epoch: epoch, Gen: gen, Endpoints: sealed})
@@ -464,7 +464,7 @@ func (c *Cache) seal(tenant string, eps []store.Endpoint) ([]store.Endpoint, err
 func (c *Cache) open(tenant string, eps []store.Endpoint) bool {
 	for i := range eps {
 		if err := store.OpenEndpoint(c.sealer, &eps[i], store.EndpointKey(tenant, eps[i].ID)); err != nil {
-			c.log.Warn().Err(err).Str("tenant", tenant).Msg("redis entry does not open; reading the store")
+			c.log.Warn().Err(err).Str("tenant_id", tenant).Msg("redis entry does not open; reading the store")
 			return false
 		}
 	}

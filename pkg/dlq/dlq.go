@@ -399,7 +399,7 @@ func (s *Service) List(ctx context.Context, tenant string, q Query) (Page, error
 		}
 		dl := &heraldv1.DeadLetter{}
 		if err := proto.Unmarshal(m.Data(), dl); err != nil {
-			s.log.Warn().Err(err).Uint64("seq", meta.Sequence.Stream).Msg("undecodable dead letter skipped")
+			s.log.Warn().Err(err).Uint64("dead_letter_id", meta.Sequence.Stream).Msg("undecodable dead letter skipped")
 			return true, nil
 		}
 		if !q.matches(dl) {

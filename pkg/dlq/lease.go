@@ -162,14 +162,14 @@ func (s *Service) claim(ctx context.Context, key string, rec record, rev uint64,
 	rev, err = s.kv.Update(ctx, key, b, rev)
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			s.log.Warn().Err(err).Str("replay", key).Msg("claim replay failed")
+			s.log.Warn().Err(err).Str("tenant_id", rec.Tenant).Str("replay_id", rec.ID).Msg("claim replay failed")
 		}
 		return
 	}
 	if !s.act.add(key) {
 		return
 	}
-	log := s.log.With().Str("replay_id", rec.ID).Str("tenant", rec.Tenant).Logger()
+	log := s.log.With().Str("replay_id", rec.ID).Str("tenant_id", rec.Tenant).Logger()
 	if resumed {
 		log.Info().Int("replayed", rec.Replayed).Int("total", rec.Total).Msg("replay resumed")
 	}

@@ -110,7 +110,7 @@ func (s *Service) StartReplay(ctx context.Context, tenant string, req ReplayRequ
 	if err := s.create(ctx, rec); err != nil {
 		return Replay{}, err
 	}
-	s.log.Info().Str("replay_id", rec.ID).Str("tenant", tenant).Str("source", rec.Source).Int("ids", len(rec.IDs)).
+	s.log.Info().Str("replay_id", rec.ID).Str("tenant_id", tenant).Str("source", rec.Source).Int("ids", len(rec.IDs)).
 		Interface("filter", rec.Filter).Int("rate", rec.Rate).Msg("replay started")
 	return rec.Replay, nil
 }

@@ -180,6 +180,6 @@ func (s *Service) Resend(ctx context.Context, tenant, eventID, endpointID string
 		resentJobs.Inc()
 		out.Jobs = append(out.Jobs, ResentJob{EndpointID: ep.ID, JobID: job.Id})
 	}
-	s.log.Info().Str("tenant", tenant).Str("event_id", ev.Id).Str("resend_id", out.ID).Int("jobs", len(out.Jobs)).Msg("event resent")
+	s.log.Info().Str("tenant_id", tenant).Str("event_id", ev.Id).Str("resend_id", out.ID).Int("jobs", len(out.Jobs)).Msg("event resent")
 	return out, nil
 }

@@ -260,7 +260,7 @@ func (r *runner) done(result string, seq uint64, err error) {
 		if len(r.rec.Errors) < maxItemErrors {
 			r.rec.Errors = append(r.rec.Errors, ItemError{ID: seq, Error: err.Error()})
 		}
-		r.log.Warn().Err(err).Uint64("dlq_seq", seq).Msg("dead letter not replayed")
+		r.log.Warn().Err(err).Uint64("dead_letter_id", seq).Msg("dead letter not replayed")
 	}
 }
 

@@ -75,7 +75,7 @@ func (s *Store) pass(ctx context.Context) (more bool) {
 			if ctx.Err() != nil {
 				return false
 			}
-			s.log.Warn().Err(err).Str("tenant", tenant).Str("endpoint_id", endpoint).Msg("held jobs not moved; next pass retries")
+			s.log.Warn().Err(err).Str("tenant_id", tenant).Str("endpoint_id", endpoint).Msg("held jobs not moved; next pass retries")
 			continue
 		}
 		more = more || m
@@ -131,7 +131,7 @@ func (s *Store) releaseEndpoint(ctx context.Context, st jetstream.Stream, stamp,
 			return false, fmt.Errorf("remove moved jobs from %s: %w", bus.StreamHeld, perr)
 		}
 		jobs.WithLabelValues(result).Add(float64(moved))
-		s.log.Info().Str("tenant", tenant).Str("endpoint_id", endpoint).Int("jobs", moved).Msg("held jobs " + result)
+		s.log.Info().Str("tenant_id", tenant).Str("endpoint_id", endpoint).Int("jobs", moved).Msg("held jobs " + result)
 	}
 	if err != nil {
 		return false, err

@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
+
+	"github.com/heraldhq/herald/pkg/store"
 )
 
 // Subject is where nats-server asks an auth callout service to authorize a
@@ -119,7 +121,11 @@ func (c *Callout) handle(m *nats.Msg) {
 	switch {
 	case errors.Is(err, errDenied):
 		resp.Error = errDenied.Error()
-		lg.Info().Msg("NATS client refused: no valid API key as its token")
+		// At info: a refused client is the client's problem, but an
+		// operator looking for it needs to see it. The prefix tells which
+		// key (an API key's listing shows it), the key itself is never
+		// logged.
+		lg.Info().Str("key_prefix", store.KeyPrefix(token)).Msg("NATS client refused: no valid API key as its token")
 	case err != nil:
 		resp.Error = "authorization unavailable"
 		lg.Warn().Err(err).Msg("NATS client refused: API keys could not be read")
@@ -135,7 +141,7 @@ func (c *Callout) handle(m *nats.Msg) {
 			break
 		}
 		resp.Jwt = ujwt
-		lg.Debug().Str("tenant", k.TenantID).Str("key_id", k.ID).Msg("NATS producer authorized")
+		lg.Debug().Str("tenant_id", k.TenantID).Str("key_id", k.ID).Msg("NATS producer authorized")
 	}
 	out, err := resp.Encode(c.issuer)
 	if err != nil {

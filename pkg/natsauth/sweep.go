@@ -105,7 +105,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 			}
 			kicked++
 		}
-		s.log.Info().Str("tenant", tenant).Str("key_id", id).Int("connections", len(cs)).
+		s.log.Info().Str("tenant_id", tenant).Str("key_id", id).Int("connections", len(cs)).
 			Msg("NATS connections of a revoked API key closed")
 	}
 	return kicked, errors.Join(errs...)

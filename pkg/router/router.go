@@ -153,7 +153,7 @@ func (r *Router) handle(ctx context.Context, msg jetstream.Msg) {
 	switch {
 	case errors.As(err, &later):
 		eventsRouted.WithLabelValues("retried").Inc()
-		r.log.Warn().Err(err).Str("event_id", ev.GetId()).Str("tenant", ev.GetTenantId()).Msg("event body not readable; will retry")
+		r.log.Warn().Err(err).Str("event_id", ev.GetId()).Str("tenant_id", ev.GetTenantId()).Msg("event body not readable; will retry")
 		_ = msg.NakWithDelay(time.Second)
 		return
 	case err != nil:
@@ -165,7 +165,7 @@ func (r *Router) handle(ctx context.Context, msg jetstream.Msg) {
 	n, err := r.route(ctx, ev, seq)
 	if err != nil {
 		eventsRouted.WithLabelValues("retried").Inc()
-		r.log.Warn().Err(err).Str("event_id", ev.Id).Str("tenant", ev.TenantId).Msg("routing failed; will retry")
+		r.log.Warn().Err(err).Str("event_id", ev.Id).Str("tenant_id", ev.TenantId).Msg("routing failed; will retry")
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}

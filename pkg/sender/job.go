@@ -87,7 +87,7 @@ func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
 		s.settle(msg.TermWithReason("undecodable job"), "term")
 		return
 	}
-	log := s.log.With().Str("job_id", job.Id).Str("event_id", job.Event.Id).Str("tenant", job.TenantId).Str("endpoint_id", job.EndpointId).Logger()
+	log := s.log.With().Str("job_id", job.Id).Str("event_id", job.Event.Id).Str("tenant_id", job.TenantId).Str("endpoint_id", job.EndpointId).Logger()
 	attempt := int(job.PriorAttempts) + 1
 
 	ep, err := s.eps.Endpoint(ctx, job.TenantId, job.EndpointId)

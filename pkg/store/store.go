@@ -204,6 +204,18 @@ func (s *Store) DeleteTenant(ctx context.Context, id string) error {
 // APIKeyPrefix starts every API key, so leaked keys are easy to scan for.
 const APIKeyPrefix = "hk_"
 
+// keyPrefixLen is how much of an API key its listing shows: "hk_" and 7
+// characters of its 43 random ones.
+const keyPrefixLen = 10
+
+// KeyPrefix is what may be shown of a key or token, such as one presented
+// and refused, in a log: the prefix an API key's listing shows
+// (APIKey.Prefix), and never more than half of a shorter token, so that a
+// short admin token or a mistyped key is not logged whole.
+func KeyPrefix(key string) string {
+	return key[:min(keyPrefixLen, len(key)/2)]
+}
+
 // CreateAPIKey adds a key to a tenant and returns it in clear, once.
 func (s *Store) CreateAPIKey(ctx context.Context, tenant string) (string, APIKey, error) {
 	raw := make([]byte, 32)
@@ -211,7 +223,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, tenant string) (string, APIKey
 		return "", APIKey{}, fmt.Errorf("api key: %w", err)
 	}
 	key := APIKeyPrefix + base64.RawURLEncoding.EncodeToString(raw)
-	k := APIKey{ID: event.NewID("key"), TenantID: tenant, Hash: hashKey(key), Prefix: key[:10], CreatedAt: s.now().UTC()}
+	k := APIKey{ID: event.NewID("key"), TenantID: tenant, Hash: hashKey(key), Prefix: KeyPrefix(key), CreatedAt: s.now().UTC()}
 	if err := s.create(ctx, apiKeyPrefix+k.Hash, k); err != nil {
 		return "", APIKey{}, err
 	}

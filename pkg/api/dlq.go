@@ -187,18 +187,29 @@ func (s *Server) resendEvent(w http.ResponseWriter, r *http.Request) {
 // job may have run more than once (routed again after a fault, each run
 // from attempt 1), so the list is the one chain that ends in the record's
 // own last attempt: attempt n-1 is the latest one at or before attempt n.
-// Without a history, or if it does not know the event, the record's own is
-// shown.
+// A skipped job's record carries no attempt; its chain ends in the last
+// attempt it made before it died. Without a history, or if it does not know
+// the event, the record's own is shown.
 func (s *Server) withAttempts(ctx context.Context, tenant string, e *dlq.Entry) {
-	if s.history == nil || len(e.Attempts) == 0 {
+	// The chain's end: the record's last attempt, or for a job skipped
+	// after attempts (its endpoint was disabled while it waited for a
+	// retry), the last attempt it had made before it died.
+	var want int
+	var until time.Time
+	switch {
+	case len(e.Attempts) > 0:
+		last := e.Attempts[len(e.Attempts)-1]
+		want, until = int(last.Number), last.At
+	case e.AttemptsMade > 0:
+		want, until = e.AttemptsMade, e.DeadAt
+	}
+	if s.history == nil || want == 0 {
 		return
 	}
 	ev, err := s.history.Event(ctx, tenant, e.Event.ID)
 	if err != nil {
 		return
 	}
-	last := e.Attempts[len(e.Attempts)-1]
-	want, until := int(last.Number), last.At
 	chain := make([]dlq.AttemptView, want)
 	for i := len(ev.Attempts) - 1; i >= 0 && want > 0; i-- { // newest first
 		a := ev.Attempts[i]

@@ -251,6 +251,10 @@ type Entry struct {
 	Attempts []AttemptView `json:"attempts"`
 	// ReplayID is set when the job that died was itself a replay.
 	ReplayID string `json:"replay_id,omitempty"`
+	// AttemptsMade is how many attempts the job had made when it died. A
+	// skipped job carries none of them in Attempts (the sender skipping it
+	// knows only the count); the API fills them in from the history.
+	AttemptsMade int `json:"-"`
 }
 
 // EventView is the original event of a dead letter.
@@ -292,7 +296,8 @@ func entryOf(seq uint64, dl *heraldv1.DeadLetter) Entry {
 			ID: ev.GetId(), Type: ev.GetType(), EndpointID: ev.GetEndpointId(),
 			AcceptedAt: time.UnixMilli(ev.GetAcceptedAtUnixMs()).UTC(), Data: rawJSON(ev.GetData()),
 		},
-		Attempts: make([]AttemptView, 0, len(dl.GetAttempts())),
+		Attempts:     make([]AttemptView, 0, len(dl.GetAttempts())),
+		AttemptsMade: int(job.GetPriorAttempts()),
 	}
 	if ref := ev.GetPayloadRef(); ref != nil {
 		e.Event.PayloadRef = &PayloadRef{Bucket: ref.Bucket, Key: ref.Key, Size: ref.Size}

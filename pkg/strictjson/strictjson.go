@@ -1,6 +1,7 @@
 // Package strictjson decodes JSON from outside Herald the one strict way
-// every intake uses: valid UTF-8, no unknown fields, exactly one value and
-// nothing after it. Its errors are written for the person who sent the body.
+// every intake uses: valid UTF-8, no unknown fields, no key twice in one
+// object, exactly one value and nothing after it. Its errors are written
+// for the person who sent the body.
 package strictjson
 
 import (
@@ -15,7 +16,8 @@ import (
 	"unicode/utf8"
 )
 
-// Decode decodes b into v strictly.
+// Decode decodes b into v strictly. A key that appears twice in one
+// object, at any depth, is refused, named in the error.
 func Decode(b []byte, v any) error {
 	if !utf8.Valid(b) {
 		return errors.New("the body is not valid UTF-8")
@@ -30,14 +32,20 @@ func Decode(b []byte, v any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("unexpected data after the JSON value")
 	}
+	if key, at, dup := duplicateKey(b, 0); dup {
+		return duplicateError(key, at)
+	}
 	return nil
 }
 
 // Object decodes b, one JSON object, into the destinations named by its
 // keys in fields (pointers, as json.Unmarshal takes them), as strictly as
-// Decode: valid UTF-8, nothing after the object, and no key that fields
-// does not name (exactly: "Type" is not "type"). A key left out leaves its
-// destination as it is.
+// Decode: valid UTF-8, nothing after the object, no key twice, and no key
+// that fields does not name (exactly: "Type" is not "type"). A key left out
+// leaves its destination as it is. Duplicate keys are looked for in the
+// object itself and in the values it decodes, not inside a
+// *json.RawMessage value: that is passed on as sent, unread (an event's
+// data is the producer's, delivered byte for byte).
 //
 // Unlike Decode it reads b in place, never copying it into a decoder's
 // buffer (which grows by doubling): it is for bodies of megabytes, such as
@@ -57,6 +65,9 @@ func Object(b []byte, fields map[string]any) error {
 	if err != nil {
 		return errors.New(describe(err))
 	}
+	if key, _, dup := duplicateKey(b, 1); dup {
+		return duplicateError(key, "")
+	}
 	keys := make([]string, 0, len(values))
 	for k := range values {
 		keys = append(keys, k)
@@ -70,6 +81,12 @@ func Object(b []byte, fields map[string]any) error {
 		if raw, ok := dst.(*json.RawMessage); ok {
 			*raw = values[k]
 			continue
+		}
+		if key, at, dup := duplicateKey(values[k], 0); dup {
+			if at != "" && !strings.HasPrefix(at, "[") {
+				at = "." + at
+			}
+			return duplicateError(key, k+at)
 		}
 		if err := json.Unmarshal(values[k], dst); err != nil {
 			var te *json.UnmarshalTypeError

@@ -2,6 +2,7 @@ package strictjson
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -42,7 +43,10 @@ func TestObject(t *testing.T) {
 		{in: `{"name":"x","data":{ "a" : 1 }}`, name: "x", data: `{ "a" : 1 }`},
 		{in: " \n{\"name\":\"x\"}\t", name: "x"},
 		{in: `{"name":null}`},
-		{in: `{"name":"x","name":"y"}`, name: "y"}, // the last one, as encoding/json
+		{in: `{"name":"x","name":"y"}`, err: `duplicate key "name"`},
+		{in: `{"name":"x","data":1,"n\u0061me":"y"}`, err: `duplicate key "name"`},
+		// data is passed on as sent: what is inside is the producer's.
+		{in: `{"name":"x","data":{"a":1,"a":2}}`, name: "x", data: `{"a":1,"a":2}`},
 		{in: ``, err: "empty"},
 		{in: ` `, err: "empty"},
 		{in: `[{"name":"x"}]`, err: "a JSON object is expected"},
@@ -80,5 +84,41 @@ func TestObjectRawIsInPlace(t *testing.T) {
 	}
 	if string(data) != `[1,2,3]` || &data[0] != &b[8] {
 		t.Fatalf("data %s is not b[8:15] in place", data)
+	}
+}
+
+// A key twice in one object is refused, at any depth, and named with
+// where it is; the same key in different objects is not a duplicate.
+func TestDecodeDuplicateKeys(t *testing.T) {
+	type body struct {
+		Name    string            `json:"name"`
+		Headers map[string]string `json:"headers"`
+		Items   []map[string]any  `json:"items"`
+	}
+	for _, c := range []struct {
+		in, err string // err: the whole error, "" for none
+	}{
+		{`{"name":"x","headers":{"a":"1","b":"2"},"items":[{"a":1},{"a":2}]}`, ""},
+		{`{"name":"x","headers":{"name":"x"}}`, ""},
+		{`{"name":"a\"b","headers":{"a\"b":"1"}}`, ""},
+		{`{"name":"x","name":"y"}`, `duplicate key "name" (each key may appear once)`},
+		{`{"name":"x","n\u0061me":"y"}`, `duplicate key "name" (each key may appear once)`},
+		{`{"headers":{"X-A":"1","X-A":"2"}}`, `duplicate key "X-A" in headers (each key may appear once)`},
+		{`{"items":[{"a":1},{"b":{"c":1,"c":2}}]}`, `duplicate key "c" in items[1].b (each key may appear once)`},
+		{`{"items":[{"a":"}","a":"{"}]}`, `duplicate key "a" in items[0] (each key may appear once)`},
+	} {
+		var b body
+		err := Decode([]byte(c.in), &b)
+		if got := fmt.Sprint(err); (c.err == "" && err != nil) || (c.err != "" && got != c.err) {
+			t.Errorf("Decode(%s) = %v, want %q", c.in, err, c.err)
+		}
+	}
+}
+
+func TestObjectDuplicateKeysInDecodedValues(t *testing.T) {
+	var meta map[string]any
+	err := Object([]byte(`{"meta":{"a":{"b":1,"b":2}}}`), map[string]any{"meta": &meta})
+	if want := `duplicate key "b" in meta.a (each key may appear once)`; fmt.Sprint(err) != want {
+		t.Fatalf("Object = %v, want %q", err, want)
 	}
 }

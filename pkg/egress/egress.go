@@ -432,12 +432,12 @@ func partialDeadline(now, deadline time.Time, left int) (time.Time, error) {
 // checkTimeout bounds CheckURL's name resolution.
 const checkTimeout = 3 * time.Second
 
-// CheckURL is the check at endpoint creation: it returns an error (a
-// *BlockedError, wrapping deliver.ErrBlocked, for a refused destination)
-// when rawURL is not an http or https URL, or its host is a literal
-// address in a refused range, localhost or a name under .localhost, an
-// ambiguous numeric form such as 127.1 or 0x7f000001, or a name all of
-// whose addresses are refused.
+// CheckURL is the check at endpoint creation: it returns an error when
+// rawURL is not an http or https URL, or (wrapping deliver.ErrBlocked) when
+// its host is a literal address in a refused range, localhost or a name
+// under .localhost, or a name all of whose addresses are refused (a
+// *BlockedError), or an ambiguous numeric form such as 127.1, 2130706433
+// or 0x7f000001 (a *NumericHostError, whatever address it stands for).
 //
 // A name that does not resolve is accepted: endpoints are often registered
 // before their DNS exists, and a name may resolve differently later. The
@@ -459,7 +459,8 @@ func (p *Policy) CheckURL(ctx context.Context, rawURL string) error {
 		return p.localhostAllowed(host)
 	}
 	if numericHost(host) {
-		return fmt.Errorf("host %q is not an IP address in standard form nor a domain name; write IPv4 addresses as four decimal numbers", host)
+		a, _ := shorthandIPv4(host)
+		return &NumericHostError{Host: host, Addr: a}
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
@@ -480,6 +481,66 @@ func (p *Policy) CheckURL(ctx context.Context, rawURL string) error {
 		}
 	}
 	return refused
+}
+
+// NumericHostError is a URL host that is neither an IPv4 address in
+// standard form nor a domain name, but a number: 2130706433, 0x7f000001,
+// 0177.0.0.1, 127.1. C libraries (inet_aton) and browsers read such forms
+// as IPv4 addresses, Go's resolver does not, and filters written for
+// dotted quads miss them: they are how SSRF checks are got around.
+// CheckURL refuses them whatever address they stand for, so that a URL
+// means one destination to everyone who reads it. It wraps
+// deliver.ErrBlocked.
+type NumericHostError struct {
+	Host string
+	// Addr is the IPv4 address inet_aton reads Host as; not valid when it
+	// reads none (too many parts, a part out of range).
+	Addr netip.Addr
+}
+
+func (e *NumericHostError) Error() string {
+	msg := fmt.Sprintf("host %q is not an IP address in standard form nor a domain name", e.Host)
+	if e.Addr.IsValid() {
+		msg += fmt.Sprintf(" (it reads as %s in the decimal, hex, octal or short dotted form of IPv4)", e.Addr)
+	}
+	return msg + "; write IPv4 addresses as four decimal numbers"
+}
+
+// Unwrap returns deliver.ErrBlocked.
+func (e *NumericHostError) Unwrap() error { return deliver.ErrBlocked }
+
+// shorthandIPv4 reads host as inet_aton does: one to four parts separated
+// by dots, each decimal, hex (0x) or octal (a leading 0), the last filling
+// the bytes the others leave (127.1 is 127.0.0.1, 2130706433 is
+// 127.0.0.1). It reports false when host is not such a form.
+func shorthandIPv4(host string) (netip.Addr, bool) {
+	parts := strings.Split(strings.TrimSuffix(host, "."), ".")
+	if len(parts) > 4 {
+		return netip.Addr{}, false
+	}
+	var out [4]byte
+	for i, p := range parts {
+		base := 10
+		switch lp := strings.ToLower(p); {
+		case strings.HasPrefix(lp, "0x"):
+			base, p = 16, lp[2:]
+		case len(p) > 1 && p[0] == '0':
+			base, p = 8, p[1:]
+		}
+		// Each part but the last is one byte; the last fills the rest.
+		bits := 8
+		if i == len(parts)-1 {
+			bits = 8 * (4 - i)
+		}
+		n, err := strconv.ParseUint(p, base, bits)
+		if err != nil || p == "" || p[0] == '+' || p[0] == '-' {
+			return netip.Addr{}, false
+		}
+		for j := i + bits/8 - 1; j >= i; j-- {
+			out[j], n = byte(n), n>>8
+		}
+	}
+	return netip.AddrFrom4(out), true
 }
 
 // numericHost reports whether host's last label is numeric (decimal, or

@@ -357,6 +357,15 @@ func TestCheckURL(t *testing.T) {
 		{"http://2130706433/", "standard form"},
 		{"http://0x7f.0.0.1/", "standard form"},
 		{"http://0x7f000001/", "standard form"},
+		{"http://2130706433:8080/hook", `"2130706433" is not an IP address in standard form nor a domain name (it reads as 127.0.0.1`},
+		{"http://0x7f000001/", "reads as 127.0.0.1"},
+		{"http://0177.0.0.1/", "reads as 127.0.0.1"},
+		{"http://127.000.000.001/", "reads as 127.0.0.1"},
+		{"http://169.254.43518/", "reads as 169.254.169.254"},
+		{"http://1.2.3.4.5/", `"1.2.3.4.5" is not an IP address in standard form`},
+		// Numeric forms are refused whatever they stand for: a public
+		// address written so means different things to different readers.
+		{"https://1572395042/", "reads as 93.184.216.34"},
 		{"ftp://example.com/", "http or https"},
 		{"/relative", "http or https"},
 		{"http://", "http or https"},
@@ -371,6 +380,11 @@ func TestCheckURL(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("CheckURL(%s) = %v, want an error with %q", c.url, err, c.want)
+		}
+		// Every refusal but a malformed URL is a blocked destination, which
+		// the API answers with 422 on url.
+		if blocked := errors.Is(err, deliver.ErrBlocked); blocked != !strings.Contains(c.want, "http or https") {
+			t.Errorf("CheckURL(%s) = %v: wraps deliver.ErrBlocked %v", c.url, err, blocked)
 		}
 	}
 	if res.count("localhost") != 0 || res.count("api.localhost") != 0 {

@@ -50,6 +50,8 @@ func (et *EventType) Validate() error {
 	}
 	if len(et.Description) > MaxEventTypeDescription {
 		errs.Add("description", "must be at most %d characters", MaxEventTypeDescription)
+	} else if msg := valid.Text(et.Description, true); msg != "" {
+		errs.Add("description", "%s", msg)
 	}
 	if len(et.Example) > 0 {
 		switch {

@@ -185,9 +185,13 @@ func (e *Endpoint) Validate() error {
 		errs.Add("name", "is required")
 	} else if len(e.Name) > 200 {
 		errs.Add("name", "must be at most 200 characters")
+	} else if msg := valid.Text(e.Name, false); msg != "" {
+		errs.Add("name", "%s", msg)
 	}
 	if len(e.Description) > 2000 {
 		errs.Add("description", "must be at most 2000 characters")
+	} else if msg := valid.Text(e.Description, true); msg != "" {
+		errs.Add("description", "%s", msg)
 	}
 	validateURL(&errs, e.URL)
 	if len(e.Events) == 0 {
@@ -268,6 +272,11 @@ func validateURL(errs *valid.Errors, raw string) {
 	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		errs.Add("url", "must be an absolute http or https URL")
 		return
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			errs.Add("url", "port %s is out of range: a port is from 1 to 65535", p)
+		}
 	}
 	if u.User != nil {
 		errs.Add("url", "must not carry credentials; use a custom header instead")

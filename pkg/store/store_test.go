@@ -343,7 +343,17 @@ func TestEndpointValidate(t *testing.T) {
 		{"timeout 30000", func(e *store.Endpoint) { e.TimeoutMS = 30000 }, ""},
 		{"signature none without secret", func(e *store.Endpoint) { e.Signature = sign.None; e.Secret = "" }, ""},
 
+		{"url port 65535", func(e *store.Endpoint) { e.URL = "https://example.com:65535/hooks" }, ""},
+		{"name in any script", func(e *store.Endpoint) { e.Name = "Café 日本語 👩‍💻" }, ""},
+		{"description on lines", func(e *store.Endpoint) { e.Description = "line one\nline two\tindented" }, ""},
+
 		{"name missing", func(e *store.Endpoint) { e.Name = " " }, "name"},
+		{"name with NUL", func(e *store.Endpoint) { e.Name = "a\x00b" }, "name"},
+		{"name with right-to-left override", func(e *store.Endpoint) { e.Name = "invoice\u202Efdp.exe" }, "name"},
+		{"name with a line break", func(e *store.Endpoint) { e.Name = "a\nb" }, "name"},
+		{"description with an escape", func(e *store.Endpoint) { e.Description = "\x1b[2J" }, "description"},
+		{"url port 99999", func(e *store.Endpoint) { e.URL = "https://example.com:99999/hooks" }, "url"},
+		{"url port 0", func(e *store.Endpoint) { e.URL = "https://example.com:0/hooks" }, "url"},
 		{"url missing", func(e *store.Endpoint) { e.URL = "" }, "url"},
 		{"url relative", func(e *store.Endpoint) { e.URL = "/hooks" }, "url"},
 		{"url without scheme", func(e *store.Endpoint) { e.URL = "example.com/hooks" }, "url"},

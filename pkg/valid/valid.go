@@ -6,6 +6,7 @@ package valid
 import (
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // FieldError is one rejected field. Field is a JSON pointer-like path such
@@ -38,4 +39,26 @@ func (e Errors) Error() string {
 		parts[i] = f.Field + ": " + f.Message
 	}
 	return "invalid: " + strings.Join(parts, "; ")
+}
+
+// Text checks text that people read in a list or a settings page (a name,
+// a description) for characters that have no place there: control
+// characters (NUL, escape and the like; line breaks and tabs too unless
+// lines is true) and the bidirectional controls (U+202E RIGHT-TO-LEFT
+// OVERRIDE, the isolates, the marks), which make text display otherwise
+// than it reads: "exe.txt" shown for "txt.exe" (the "Trojan Source"
+// trick). It returns what is wrong, naming the first such character, or
+// "" when nothing is. Invalid UTF-8 never reaches it: the API's decoder
+// refuses it.
+func Text(s string, lines bool) string {
+	for i, r := range s {
+		switch {
+		case lines && (r == '\n' || r == '\t' || r == '\r'):
+		case unicode.IsControl(r):
+			return fmt.Sprintf("must not contain control characters (%U at byte %d)", r, i)
+		case unicode.Is(unicode.Bidi_Control, r):
+			return fmt.Sprintf("must not contain bidirectional control characters (%U at byte %d), which make text display otherwise than it reads", r, i)
+		}
+	}
+	return ""
 }

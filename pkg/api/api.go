@@ -85,6 +85,16 @@ const (
 	EventEnvelopeBytes = 64 << 10
 	maxManagementBytes = 64 << 10
 	maxURLLength       = 4096
+
+	// MaxHeaderBytes is the most bytes of request line and header fields
+	// the API takes; a larger request answers 431 with a problem document.
+	MaxHeaderBytes = 32 << 10
+	// ServerMaxHeaderBytes is the http.Server MaxHeaderBytes to serve the
+	// API with. net/http refuses a request over its own limit before any
+	// handler runs, with a plain-text 431 and a closed connection: set
+	// above MaxHeaderBytes, it leaves requests up to four times the API's
+	// limit to the API, which answers them with a problem document.
+	ServerMaxHeaderBytes = 4 * MaxHeaderBytes
 )
 
 // Server serves the API.
@@ -252,7 +262,31 @@ func (s *Server) routes() {
 	handle("DELETE /v1/event-types/{name}", s.tenant(s.deleteEventType))
 	s.dlqRoutes()
 
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { notFound(w, r, "route") })
+	s.mux.HandleFunc("/", s.noRoute)
+}
+
+// probedMethods are the methods noRoute tries a path with. HEAD is served
+// wherever GET is (ServeMux routes it to the GET pattern).
+var probedMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// noRoute answers a request no route takes: 405 with Allow when the path
+// is served with other methods, else 404. ServeMux would answer that 405
+// itself, but in plain text, and the catch-all "/" that gives every other
+// answer a problem document takes the request first.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range probedMethods {
+		if _, pattern := s.mux.Handler(&http.Request{Method: m, URL: r.URL, Host: r.Host}); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		notFound(w, r, "route")
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeProblem(w, r, Problem{Type: problemBase + "method-not-allowed", Title: "Method not allowed", Status: http.StatusMethodNotAllowed,
+		Detail: fmt.Sprintf("%s is not served on this path; it takes %s", r.Method, strings.Join(allow, ", "))})
 }
 
 // handle registers a route and remembers its pattern for Routes. Every
@@ -293,6 +327,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Detail: fmt.Sprintf("the URL is longer than %d bytes", maxURLLength)})
 		return
 	}
+	if n := headerBytes(r); n > MaxHeaderBytes {
+		w.Header().Set("Connection", "close")
+		writeProblem(w, r, Problem{Type: problemBase + "headers-too-large", Status: http.StatusRequestHeaderFieldsTooLarge,
+			Detail: fmt.Sprintf("the request line and header fields are %d bytes, more than the limit of %d", n, MaxHeaderBytes), Limit: MaxHeaderBytes})
+		return
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -303,6 +343,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	s.mux.ServeHTTP(w, r)
+}
+
+// headerBytes is about what r's request line and header fields took on
+// the wire (HTTP/1.1 framing: "Name: value" and CRLF per field).
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2
+	n += len("Host: ") + len(r.Host) + 2
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n + 2
 }
 
 type tenantKey struct{}
@@ -435,9 +488,12 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 	return b, true
 }
 
-// decode reads a JSON body strictly into v: bounded size, valid UTF-8, no
-// unknown fields, one value only.
+// decode reads a JSON body strictly into v: a JSON content type, bounded
+// size, valid UTF-8, no unknown fields, no key twice, one value only.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if !jsonContent(w, r) {
+		return false
+	}
 	b, ok := readBody(w, r, maxManagementBytes)
 	if !ok {
 		return false

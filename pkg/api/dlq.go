@@ -3,11 +3,14 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/dlq"
+	"github.com/heraldhq/herald/pkg/valid"
 )
 
 // DeadLetters is the dead-letter service (pkg/dlq) as the API uses it.
@@ -98,12 +101,18 @@ func (s *Server) getDLQ(w http.ResponseWriter, r *http.Request) {
 // replayDLQ: POST /v1/dlq/replay starts a background replay and answers 202
 // with it; GET /v1/dlq/replays/{id} follows its progress.
 func (s *Server) replayDLQ(w http.ResponseWriter, r *http.Request) {
-	var in dlq.ReplayInput
+	var in struct {
+		dlq.ReplayInput
+		Rate *int `json:"rate"` // shadows ReplayInput's, which cannot tell 0 from absent
+	}
 	if !decode(w, r, &in) {
 		return
 	}
+	if in.Rate != nil {
+		in.ReplayInput.Rate = *in.Rate
+	}
 	req, err := in.Request()
-	if invalid(w, r, err) {
+	if invalid(w, r, withRate(err, in.Rate)) {
 		return
 	}
 	s.accepted(w, r, func(ctx context.Context) (dlq.Replay, error) { return s.dlq.StartReplay(ctx, tenantOf(r), req) })
@@ -140,7 +149,10 @@ func (s *Server) getReplay(w http.ResponseWriter, r *http.Request) {
 // recoverEndpoint: POST /v1/endpoints/{id}/recover?since=... (or a body
 // {"since", "until", "rate"}) replays what died for the endpoint since then.
 func (s *Server) recoverEndpoint(w http.ResponseWriter, r *http.Request) {
-	var in dlq.RecoverInput
+	var in struct {
+		dlq.RecoverInput
+		Rate *int `json:"rate"` // as in replayDLQ
+	}
 	if !decodeOptional(w, r, &in) {
 		return
 	}
@@ -151,20 +163,41 @@ func (s *Server) recoverEndpoint(w http.ResponseWriter, r *http.Request) {
 	if in.Until == "" {
 		in.Until = qv.Get("until")
 	}
-	if in.Rate == 0 && qv.Get("rate") != "" {
+	if in.Rate == nil && qv.Has("rate") {
 		n, err := strconv.Atoi(qv.Get("rate"))
 		if err != nil {
 			n = -1 // reported by Parse
 		}
-		in.Rate = n
+		in.Rate = &n
+	}
+	if in.Rate != nil {
+		in.RecoverInput.Rate = *in.Rate
 	}
 	since, until, rate, err := in.Parse()
-	if invalid(w, r, err) {
+	if invalid(w, r, withRate(err, in.Rate)) {
 		return
 	}
 	s.accepted(w, r, func(ctx context.Context) (dlq.Replay, error) {
 		return s.dlq.Recover(ctx, tenantOf(r), r.PathValue("id"), since, until, rate)
 	})
+}
+
+// withRate adds to err, the field errors of a replay or recover request,
+// an explicit rate of 0. dlq's inputs take 0 for "the default" (clients
+// such as the CLI leave the field out then); sent as a value, 0 jobs per
+// second is a mistake, not a request for the default, and is refused
+// rather than silently replaced.
+func withRate(err error, rate *int) error {
+	if rate == nil || *rate != 0 {
+		return err
+	}
+	var errs valid.Errors
+	if err != nil && !errors.As(err, &errs) {
+		return err
+	}
+	errs = append(slices.Clone(errs), valid.FieldError{Field: "rate",
+		Message: fmt.Sprintf("must be from 1 to %d jobs per second; leave it out for the default", dlq.MaxRate)})
+	return errs
 }
 
 // resendEvent: POST /v1/events/{id}/resend with {"endpoint_id"} or no body.

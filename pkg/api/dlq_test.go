@@ -239,7 +239,21 @@ func TestDLQRoutesTenantIsolationAndValidation(t *testing.T) {
 	if got := e.problemFields(422, "POST", "/v1/dlq/replay", keyA, map[string]any{"id": s1, "endpoint_id": epA.ID, "rate": 5000}); !slices.Equal(got, []string{"id", "rate"}) {
 		t.Errorf("id and filter: fields %v", got)
 	}
+	// rate: 0 is refused, not taken for the default (left out, it is).
+	if got := e.problemFields(422, "POST", "/v1/dlq/replay", keyA, map[string]any{"ids": []uint64{s1}, "rate": 0}); !slices.Equal(got, []string{"rate"}) {
+		t.Errorf("replay at rate 0: fields %v", got)
+	}
+	if got := e.problemFields(422, "POST", "/v1/dlq/replay", keyA, map[string]any{"rate": 0}); !slices.Equal(got, []string{"id", "rate"}) {
+		t.Errorf("empty replay at rate 0: fields %v", got)
+	}
+	if got := e.problemFields(422, "POST", "/v1/endpoints/"+epA.ID+"/recover", keyA, map[string]any{"since": "2026-01-01T00:00:00Z", "rate": 0}); !slices.Equal(got, []string{"rate"}) {
+		t.Errorf("recover at rate 0: fields %v", got)
+	}
+	if got := e.problemFields(422, "POST", "/v1/endpoints/"+epA.ID+"/recover?since=2026-01-01T00:00:00Z&rate=0", keyA, nil); !slices.Equal(got, []string{"rate"}) {
+		t.Errorf("recover at ?rate=0: fields %v", got)
+	}
 	e.problemFields(400, "POST", "/v1/dlq/replay", keyA, `{"idz": 1}`)
+	e.problemFields(400, "POST", "/v1/dlq/replay", keyA, `{"id": 1, "id": 2}`)
 	if got := e.problemFields(422, "POST", "/v1/endpoints/"+epA.ID+"/recover", keyA, nil); !slices.Equal(got, []string{"since"}) {
 		t.Errorf("recover without since: fields %v", got)
 	}

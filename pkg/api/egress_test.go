@@ -52,6 +52,18 @@ func TestEndpointURLEgress(t *testing.T) {
 			t.Errorf("POST %s: message %q, want %q in it", u, msg, want)
 		}
 	}
+	// Numeric forms of IPv4 that resolvers read differently are refused at
+	// registration, whatever address they stand for, with what to write.
+	for _, u := range []string{"http://2130706433/", "http://0x7f000001:8080/", "http://0177.0.0.1/", "http://127.1/", "https://1572395042/hooks"} {
+		r := e.do("POST", "/v1/endpoints", bearer(key), map[string]any{"name": "x", "url": u, "events": []string{"*"}})
+		pr := r.problem(t, http.StatusUnprocessableEntity)
+		if got := pr.fields(); len(got) != 1 || got[0] != "url" {
+			t.Fatalf("POST %s: fields %v, want [url]; body %s", u, got, r.body)
+		}
+		if msg := pr.Errors[0].Message; !strings.Contains(msg, "not an IP address in standard form") || !strings.Contains(msg, "four decimal numbers") {
+			t.Errorf("POST %s: message %q", u, msg)
+		}
+	}
 
 	ep := e.endpoint(key, map[string]any{"url": "https://hooks.example.com/in"})
 	id := ep["id"].(string)

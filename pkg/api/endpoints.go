@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/pkg/deliver"
+	"github.com/heraldhq/herald/pkg/egress"
 	"github.com/heraldhq/herald/pkg/sign"
 	"github.com/heraldhq/herald/pkg/store"
 	"github.com/heraldhq/herald/pkg/valid"
@@ -153,7 +154,12 @@ func (s *Server) refusedURL(w http.ResponseWriter, r *http.Request, raw *string)
 		return false
 	}
 	var errs valid.Errors
-	errs.Add("url", "is not allowed: %v; Herald does not deliver to loopback, private, link-local or other internal addresses unless the operator allows them", err)
+	var be *egress.BlockedError
+	if errors.As(err, &be) {
+		errs.Add("url", "is not allowed: %v; Herald does not deliver to loopback, private, link-local or other internal addresses unless the operator allows them", err)
+	} else {
+		errs.Add("url", "is not allowed: %v", err) // a numeric host: the error says what to write instead
+	}
 	return invalid(w, r, errs.Err())
 }
 

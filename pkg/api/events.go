@@ -26,6 +26,9 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !jsonContent(w, r) {
+		return
+	}
 	b, held, err := s.readEvent(r, s.maxEvent+EventEnvelopeBytes)
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -21,7 +21,8 @@ type Problem struct {
 	Instance string       `json:"instance,omitempty"`
 	Errors   valid.Errors `json:"errors,omitempty"`
 	// Limit is set on 413 answers: the largest body accepted, in bytes
-	// (for events: the largest data accepted).
+	// (for events: the largest data accepted); and on 431 answers: the
+	// most bytes of request line and header fields accepted.
 	Limit int64 `json:"limit,omitempty"`
 }
 

@@ -19,6 +19,8 @@ func (in tenantInput) validate() error {
 		errs.Add("name", "is required")
 	} else if len(n) > 200 {
 		errs.Add("name", "must be at most 200 characters")
+	} else if msg := valid.Text(n, false); msg != "" {
+		errs.Add("name", "%s", msg)
 	}
 	return errs.Err()
 }

@@ -2,7 +2,10 @@ package natsembed
 
 import (
 	"fmt"
+	"regexp"
+	"strings"
 	"sync"
+	"unicode"
 
 	"github.com/rs/zerolog"
 )
@@ -29,14 +32,17 @@ func enabled(l zerolog.Logger, lvl zerolog.Level) bool {
 	return true
 }
 
-func (a *logAdapter) Noticef(format string, v ...any) { a.l.Info().Msgf(format, v...) }
-func (a *logAdapter) Warnf(format string, v ...any)   { a.l.Warn().Msgf(format, v...) }
-func (a *logAdapter) Errorf(format string, v ...any)  { a.l.Error().Msgf(format, v...) }
+func (a *logAdapter) Noticef(format string, v ...any) { a.log(a.l.Info(), format, v) }
+func (a *logAdapter) Warnf(format string, v ...any)   { a.log(a.l.Warn(), format, v) }
+func (a *logAdapter) Errorf(format string, v ...any)  { a.log(a.l.Error(), format, v) }
 
 // Fatalf logs at error level and records the message: nats-server's own
 // logger would exit the process, which an embedding program must not do.
 func (a *logAdapter) Fatalf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
+	if m, ok := record(msg); ok {
+		msg = m
+	}
 	a.l.Error().Bool("fatal", true).Msg(msg)
 	a.mu.Lock()
 	if a.fatalMsg == "" {
@@ -47,14 +53,49 @@ func (a *logAdapter) Fatalf(format string, v ...any) {
 
 func (a *logAdapter) Debugf(format string, v ...any) {
 	if a.debug {
-		a.l.Debug().Msgf(format, v...)
+		a.log(a.l.Debug(), format, v)
 	}
 }
 
 func (a *logAdapter) Tracef(format string, v ...any) {
 	if a.trace {
-		a.l.Trace().Msgf(format, v...)
+		a.log(a.l.Trace(), format, v)
 	}
+}
+
+// log writes one server line as a record, or nothing for a line that is
+// only decoration.
+func (a *logAdapter) log(e *zerolog.Event, format string, v []any) {
+	if e == nil {
+		return
+	}
+	msg, ok := record(fmt.Sprintf(format, v...))
+	if !ok {
+		e.Discard()
+		return
+	}
+	e.Msg(msg)
+}
+
+// alignment is the padding nats-server puts after a label to line up the
+// values of its start-up summary ("  Max Memory:      17.66 GB").
+var alignment = regexp.MustCompile(`:\s{2,}`)
+
+// record turns a line nats-server writes for a terminal into a log
+// message: without the indentation and the alignment of its start-up
+// summary, a heading ("---- JETSTREAM ----") without its rule. ok is false
+// for a line with no letter or digit (an empty line, a rule), which says
+// nothing in a log. The ASCII-art banner is off (Start), since its lines
+// carry letters only as drawings.
+func record(line string) (msg string, ok bool) {
+	msg = strings.TrimSpace(line)
+	if strings.HasPrefix(msg, "--") {
+		msg = strings.TrimSpace(strings.Trim(msg, "-"))
+	}
+	if !strings.ContainsFunc(msg, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }) {
+		return "", false
+	}
+	return alignment.ReplaceAllString(msg, ": "), true
 }
 
 func (a *logAdapter) fatal() string {

@@ -88,6 +88,9 @@ func Start(cfg Config) (*Server, error) {
 		StoreDir:     cfg.StoreDir,
 		SyncInterval: cfg.SyncInterval,
 		SyncAlways:   cfg.SyncAlways,
+		// The banner is ASCII art for a terminal: as log records it is
+		// lines of punctuation.
+		DisableJetStreamBanner: true,
 	}
 	for name, password := range cfg.Users {
 		// The server keeps a bcrypt hash, not the password. The passwords

@@ -355,7 +355,7 @@ func (s *Store) deleteObject(ctx context.Context, key string) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := s.remove(ctx, key); err != nil {
-		s.log.Warn().Err(err).Str("key", key).Msg("event body not deleted; the bucket's TTL will remove it")
+		s.log.Warn().Err(err).Str("payload_key", key).Msg("event body not deleted; the bucket's TTL will remove it")
 	}
 }
 
@@ -550,7 +550,7 @@ func (s *Store) Retain(ctx context.Context, ref *heraldv1.PayloadRef, n int, id 
 	if !dup && (val-int64(n) <= 0 || !exists) {
 		// Released (or expired) before this: take the count back.
 		if _, _, err := s.count(ctx, ref, -n, "unretain:"+id); err != nil {
-			s.log.Warn().Err(err).Str("key", ref.Key).Msg("retain not taken back")
+			s.log.Warn().Err(err).Str("payload_key", ref.Key).Msg("retain not taken back")
 		}
 		return gone(ref)
 	}

@@ -259,6 +259,14 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Sprintf("HERALD_EGRESS_PROXY: %v", err))
 		}
 	}
+	// A typo in the log level or format would quietly log at info or as
+	// JSON, not what the operator asked for.
+	if _, err := parseLogLevel(c.LogLevel); err != nil {
+		errs = append(errs, fmt.Sprintf("HERALD_LOG_LEVEL=%q: %v", c.LogLevel, err))
+	}
+	if err := checkLogFormat(c.LogFormat); err != nil {
+		errs = append(errs, fmt.Sprintf("HERALD_LOG_FORMAT=%q: %v", c.LogFormat, err))
+	}
 	if c.NATSSync != "" && c.NATSSync != "always" {
 		if _, err := time.ParseDuration(c.NATSSync); err != nil {
 			errs = append(errs, fmt.Sprintf("HERALD_NATS_SYNC=%q: want \"always\" or a duration", c.NATSSync))

@@ -78,7 +78,7 @@ func TestConfigDefaults(t *testing.T) {
 			AttemptsMaxAge: 30 * 24 * time.Hour, DLQMaxAge: 30 * 24 * time.Hour},
 		MaxEventBytes: 5 << 20, MaxInflightEventBytes: 64 << 20, InlinePayloadBytes: 64 << 10, PayloadCacheBytes: 64 << 20,
 		TenantEventsPerSecond: 1000, TenantTestSendsPerSecond: 10,
-		LogLevel: "info", LogFormat: "json",
+		LogLevel: "info", LogFormat: "auto",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults\n got %+v\nwant %+v", c, want)
@@ -182,6 +182,10 @@ func TestConfigValidate(t *testing.T) {
 			[]string{"HERALD_ENCRYPTION_KEY", "HERALD_ENCRYPTION_OLD_KEYS, key 2"}},
 		{"egress proxy", map[string]string{"HERALD_EGRESS_PROXY": "socks5://proxy:1080"}, []string{"HERALD_EGRESS_PROXY"}},
 		{"NATS sync", map[string]string{"HERALD_NATS_SYNC": "often"}, []string{"HERALD_NATS_SYNC"}},
+		{"log level and format", map[string]string{"HERALD_LOG_LEVEL": "DEBUG", "HERALD_LOG_FORMAT": "console"}, nil},
+		{"unknown log level", map[string]string{"HERALD_LOG_LEVEL": "verbose"}, []string{`HERALD_LOG_LEVEL="verbose"`}},
+		{"zerolog's own level", map[string]string{"HERALD_LOG_LEVEL": "disabled"}, []string{`HERALD_LOG_LEVEL="disabled"`}},
+		{"unknown log format", map[string]string{"HERALD_LOG_FORMAT": "text"}, []string{`HERALD_LOG_FORMAT="text"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clearEnv(t)
@@ -215,6 +219,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{AckWait: 3 * time.Minute}, "HERALD_ACK_WAIT=3m"},
 		{Config{SenderWorkers: -1}, "HERALD_SENDER_WORKERS=-1"},
 		{Config{TenantEventsPerSecond: -1}, "HERALD_TENANT_EVENTS_PER_SECOND=-1"},
+		{Config{LogLevel: "loud"}, "HERALD_LOG_LEVEL"},
 	} {
 		err := tc.c.Validate()
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -44,17 +45,67 @@ type Info struct {
 	EgressAllowPrivate bool
 }
 
-// NewLogger returns the process logger: zerolog JSON, one event per line,
-// or a console format for people at a terminal.
+// LogTimeFormat is the time of every log record: RFC 3339 with
+// milliseconds, so that records from several processes (or many within one
+// second) keep their order in a collector.
+const LogTimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// consoleTimeFormat is the console format's time: the time of day is enough
+// for a person watching a terminal, the milliseconds still order records.
+const consoleTimeFormat = "15:04:05.000"
+
+// Log formats (HERALD_LOG_FORMAT).
+const (
+	logJSON    = "json"
+	logConsole = "console"
+	// logAuto is console when the log goes to a terminal, JSON elsewhere
+	// (a file, a pipe, a log collector).
+	logAuto = "auto"
+)
+
+// NewLogger returns the process logger writing to w: zerolog JSON, one
+// record per line, or a console format for people at a terminal (see
+// logAuto). It sets zerolog's time format, a process-wide setting, to
+// LogTimeFormat, so that every time field has milliseconds, not only the
+// record's own. A level or format Validate refuses falls back to info and
+// auto.
 func NewLogger(cfg Config, w io.Writer, role string) zerolog.Logger {
-	lvl, err := zerolog.ParseLevel(cfg.LogLevel)
+	zerolog.TimeFieldFormat = LogTimeFormat
+	lvl, err := parseLogLevel(cfg.LogLevel)
 	if err != nil {
 		lvl = zerolog.InfoLevel
 	}
-	if cfg.LogFormat == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	if cfg.LogFormat == logConsole || cfg.LogFormat != logJSON && isTerminal(w) {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: consoleTimeFormat}
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Str("service", role).Logger()
+}
+
+// logLevels are the levels HERALD_LOG_LEVEL accepts. zerolog knows more
+// (fatal, panic, disabled, numbers), none of which an operator means.
+var logLevels = map[string]zerolog.Level{
+	"trace": zerolog.TraceLevel, "debug": zerolog.DebugLevel, "info": zerolog.InfoLevel,
+	"warn": zerolog.WarnLevel, "error": zerolog.ErrorLevel,
+}
+
+// parseLogLevel reads HERALD_LOG_LEVEL, in any case; "" is info.
+func parseLogLevel(v string) (zerolog.Level, error) {
+	if v == "" {
+		return zerolog.InfoLevel, nil
+	}
+	if l, ok := logLevels[strings.ToLower(v)]; ok {
+		return l, nil
+	}
+	return zerolog.NoLevel, errors.New("want trace, debug, info, warn or error")
+}
+
+// checkLogFormat checks HERALD_LOG_FORMAT; "" is auto.
+func checkLogFormat(v string) error {
+	switch v {
+	case "", logAuto, logJSON, logConsole:
+		return nil
+	}
+	return errors.New("want auto, json or console")
 }
 
 // Run starts the roles cfg names and serves until ctx ends, then stops

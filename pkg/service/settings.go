@@ -173,9 +173,9 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.TenantTestSendsPerSecond }},
 	{env: "HERALD_TENANT_TEST_SENDS_BURST", zero: "the rate", doc: "test sends a tenant may make at once above the rate",
 		field: func(c *Config) any { return &c.TenantTestSendsBurst }},
-	{env: "HERALD_LOG_LEVEL", def: "info", doc: "debug, info, warn or error",
+	{env: "HERALD_LOG_LEVEL", def: "info", doc: "trace, debug, info, warn or error",
 		field: func(c *Config) any { return &c.LogLevel }},
-	{env: "HERALD_LOG_FORMAT", def: "json", doc: "json, or console for people at a terminal",
+	{env: "HERALD_LOG_FORMAT", def: logAuto, doc: "auto (console at a terminal, json elsewhere), json or console",
 		field: func(c *Config) any { return &c.LogFormat }},
 }
 

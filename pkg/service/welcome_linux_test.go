@@ -16,6 +16,13 @@ import (
 // person's shell would show it, and returns what the terminal received.
 func printAtTerminal(t *testing.T, info service.Info) string {
 	t.Helper()
+	return atTerminal(t, func(tty io.Writer) { service.PrintWelcome(tty, info) })
+}
+
+// atTerminal calls write with a pseudo-terminal and returns what the
+// terminal received.
+func atTerminal(t *testing.T, write func(tty io.Writer)) string {
+	t.Helper()
 	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
 		testenv.Unavailable(t, "no pseudo-terminals here: %v", err)
@@ -43,7 +50,7 @@ func printAtTerminal(t *testing.T, info service.Info) string {
 	}
 	out := make(chan string, 1)
 	go func() { b, _ := io.ReadAll(ptmx); out <- string(b) }()
-	service.PrintWelcome(tty, info)
+	write(tty)
 	tty.Close() // the reader sees EOF (EIO) once the terminal's last end closes
 	return <-out
 }

@@ -260,13 +260,9 @@ func (s *Sender) Run(ctx context.Context) error {
 	var dueErr error
 	go func() {
 		defer wg.Done()
-		dueErr = bus.Consume(ctx, s.log, "sender (due)", func(ctx context.Context) error {
-			return s.consume(ctx, func(ctx context.Context) (jetstream.Consumer, error) { return bus.SenderDueConsumer(ctx, s.js, cc) }, slots, &wg)
-		})
+		dueErr = bus.Consume(ctx, s.log, "sender (due)", func(ctx context.Context) error { return s.consumeDue(ctx, cc, slots, &wg) })
 	}()
-	err := bus.Consume(ctx, s.log, "sender", func(ctx context.Context) error {
-		return s.consume(ctx, func(ctx context.Context) (jetstream.Consumer, error) { return bus.SenderConsumer(ctx, s.js, cc) }, slots, &wg)
-	})
+	err := bus.Consume(ctx, s.log, "sender", func(ctx context.Context) error { return s.consume(ctx, cc, slots, &wg) })
 	wg.Wait()
 	return errors.Join(err, dueErr)
 }
@@ -291,14 +287,12 @@ func (s *Sender) sweepEndpoints(ctx context.Context) {
 
 // consume pulls only as many jobs as there are idle workers, so no job ages
 // against AckWait in a local buffer while workers are busy.
-func (s *Sender) consume(ctx context.Context, open func(context.Context) (jetstream.Consumer, error), slots chan struct{}, wg *sync.WaitGroup) error {
-	cons, err := open(ctx)
+func (s *Sender) consume(ctx context.Context, cc bus.SenderConsumerConfig, slots chan struct{}, wg *sync.WaitGroup) error {
+	cons, err := bus.SenderConsumer(ctx, s.js, cc)
 	if err != nil {
 		return err
 	}
-	if s.consuming.Add(1) >= 2 {
-		s.once.Do(func() { close(s.ready) })
-	}
+	s.consumingNow()
 	for {
 		select {
 		case slots <- struct{}{}:
@@ -340,6 +334,56 @@ func (s *Sender) consume(ctx context.Context, open func(context.Context) (jetstr
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("fetch jobs: %w", err)
 		}
+	}
+}
+
+// dueBatch bounds the jobs back from a wait that one fetch takes.
+const dueBatch = 16
+
+// consumeDue pulls jobs back from a wait (RETRIES' fired schedules). Unlike
+// consume it holds no worker slot while it waits for them: they come
+// seldom, and a fetch that kept slots for its whole wait starved the new
+// jobs of DELIVERIES (latency p99 went from 13 ms to 400 ms in make bench).
+// A job fetched here takes a slot when one is free; until then it waits in
+// hand, at most dueBatch of them, far below AckWait behind requests that
+// each end within an endpoint's timeout.
+func (s *Sender) consumeDue(ctx context.Context, cc bus.SenderConsumerConfig, slots chan struct{}, wg *sync.WaitGroup) error {
+	cons, err := bus.SenderDueConsumer(ctx, s.js, cc)
+	if err != nil {
+		return err
+	}
+	s.consumingNow()
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(dueBatch, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return fmt.Errorf("fetch due jobs: %w", err)
+		}
+		for msg := range batch.Messages() {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				s.settle(msg.Nak(), "nak") // stopping: the next sender takes it at once
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				w := &worker{slots: slots, held: true}
+				defer func() { w.release(); wg.Done() }()
+				s.work(context.WithoutCancel(ctx), msg, w)
+			}()
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("fetch due jobs: %w", err)
+		}
+	}
+	return nil
+}
+
+// consumingNow notes that one of the two consumers pulls; Ready closes
+// once both do.
+func (s *Sender) consumingNow() {
+	if s.consuming.Add(1) >= 2 {
+		s.once.Do(func() { close(s.ready) })
 	}
 }
 

@@ -1,112 +1,299 @@
-// Package cli is the herald command's operator subcommands: they talk to a
-// running deployment's HTTP API with a tenant's API key, so they work the
-// same against the all-in-one and against a cluster.
+// Package cli is the command line of Herald's binaries. The herald binary
+// runs the all-in-one (herald run, herald config) and is the client of a
+// running deployment: its API commands (herald endpoints, events, attempts,
+// dlq) call only the public HTTP API with a tenant's API key, so they work
+// the same against the all-in-one and against a cluster. The service
+// binaries (herald-ingest, herald-router, herald-sender) share its help,
+// version and config commands (Service).
 //
-//	herald dlq list    [--endpoint ID] [--event-type T] [--since T] [--until T] [--limit N] [--cursor C] [--all] [--json]
-//	herald dlq replay  (--id N ... | --endpoint ID | --event-type T | --since T | --until T | --all) [--rate N] [--wait] [--json]
-//	herald dlq status  REPLAY_ID [--json]
+// An API command finds its API and key in this order: the flags --api-url
+// and --api-key; the profile --profile names; the variables
+// HERALD_API_URL and HERALD_API_KEY; the profile HERALD_PROFILE names, else
+// the current one (the last herald login or herald profiles use). Profiles
+// are kept in os.UserConfigDir()/herald/config.json (HERALD_CLI_CONFIG
+// names another file), readable by the user alone.
 //
-// Every command takes --api (default $HERALD_API_URL or
-// http://127.0.0.1:8080) and --key (default $HERALD_API_KEY). Times are RFC
-// 3339, or a duration meaning that long ago (--since 24h).
+// Every command prints a table that fits 80 columns, or with --output json
+// the API's JSON. Exit status: 0 done, 1 the operation failed, 2 a usage
+// error.
 package cli
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
+	"slices"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
-	"github.com/heraldhq/herald/pkg/dlq"
+	"github.com/heraldhq/herald/pkg/service"
+	"github.com/heraldhq/herald/pkg/version"
+)
+
+// Exit statuses.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+const (
+	programName = "herald"
+	// defaultAPI is where the all-in-one listens unless told otherwise.
+	defaultAPI = "http://127.0.0.1:8080"
 )
 
 // Env is how the commands read the environment (os.Getenv in a process).
 type Env func(string) string
 
-// Main runs args (without the program name) as a process would: signals
-// cancel it, output goes to stdout and stderr. It returns the exit code.
+// Stdio is where a command reads and writes.
+type Stdio struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// AllInOne is the herald binary's own defaults for herald run, under the
+// environment: every role in one process with NATS embedded.
+var AllInOne = service.Config{
+	Roles:         service.Roles{API: true, Router: true, Sender: true},
+	Embedded:      true,
+	RedisOptional: true,
+	HTTPAddr:      "127.0.0.1:8080",
+	// Development: deliver to receivers on this machine and network.
+	// HERALD_EGRESS_ALLOW_PRIVATE=false turns the egress guard on.
+	EgressAllowPrivate: true,
+}
+
+// Main runs the herald binary's command line (args without the program
+// name) as a process: signals cancel it, it uses the standard streams and
+// the environment. It returns the exit status.
 func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return Run(ctx, args, os.Stdout, os.Stderr, os.Getenv)
+	return Run(ctx, args, Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, os.Getenv)
 }
 
-// Run runs one command: args[0] is the command group ("dlq"). Exit codes:
-// 0 success, 1 the operation failed (or a replay had failures), 2 usage.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer, env Env) int {
-	c := &cmd{ctx: ctx, out: stdout, err: stderr, env: env, now: time.Now}
-	if len(args) < 2 || args[0] != "dlq" {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	switch args[1] {
-	case "list", "ls":
-		return c.list(args[2:])
-	case "replay":
-		return c.replay(args[2:])
-	case "status":
-		return c.status(args[2:])
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "herald dlq: unknown command %q\n\n%s", args[1], usage)
-		return 2
-	}
+// Run runs one herald command line. Without a command it runs the
+// all-in-one, as herald run does.
+func Run(ctx context.Context, args []string, std Stdio, env Env) int {
+	c := &cmd{ctx: ctx, std: std, env: env, now: time.Now, runService: service.Main}
+	return c.main(args)
 }
 
-const usage = `usage:
-  herald dlq list    [--endpoint ID] [--event-type T] [--since T] [--until T] [--limit N] [--cursor C] [--all] [--json]
-  herald dlq replay  (--id N ... | --endpoint ID | --event-type T | --since T | --until T | --all) [--rate N] [--wait] [--json]
-  herald dlq status  REPLAY_ID [--json]
-
-common flags:
-  --api URL   the deployment's API (default $HERALD_API_URL, else http://127.0.0.1:8080)
-  --key KEY   the tenant's API key (default $HERALD_API_KEY)
-  --json      print JSON instead of a table
-
-Times are RFC 3339 (2026-11-22T21:00:00Z) or a duration meaning that long ago (24h, 90m).
-Dead letters are listed oldest first.
-`
-
+// cmd is one command line being run: where it writes, and the flags common
+// to every API command.
 type cmd struct {
-	ctx      context.Context
-	out, err io.Writer
-	env      Env
-	now      func() time.Time
+	ctx context.Context
+	std Stdio
+	env Env
+	now func() time.Time
+	// runService runs a Herald process (service.Main; tests stub it).
+	runService func(role string, def service.Config) int
 
-	api, key string
-	json     bool
+	name string // "herald endpoints list", in messages
+	conn connFlags
 }
 
-func (c *cmd) flags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("herald dlq "+name, flag.ContinueOnError)
-	fs.SetOutput(c.err)
-	def := c.env("HERALD_API_URL")
-	if def == "" {
-		def = "http://127.0.0.1:8080"
+// command is one thing herald does: a single command (login) or a group's
+// member (endpoints list).
+type command struct {
+	name     string // "endpoints list"
+	synopsis string // its arguments, after the name
+	summary  string
+	help     string // its flags, one per line; "" when it has none of its own
+	api      bool   // it calls the API, so it takes the connection flags
+	run      func(c *cmd, args []string) error
+}
+
+// group is a command with subcommands (herald endpoints ...).
+type group struct {
+	name, summary string
+}
+
+var groups = []group{
+	{"endpoints", "manage the tenant's endpoints"},
+	{"events", "send an event, see what became of one"},
+	{"attempts", "list an endpoint's delivery attempts"},
+	{"dlq", "list and replay dead letters"},
+	{"profiles", "list the saved profiles, pick the current one"},
+}
+
+// commands is every command but help and version, in the order usage lists
+// them. It is filled by init to break the cycle help -> commands -> help.
+var commands []command
+
+func init() {
+	commands = slices.Concat(localCommands, profileCommands, endpointCommands, eventCommands, dlqCommands)
+}
+
+// main finds the command args name and runs it: help and version first,
+// then flags given before the command, then a group's member or a single
+// command. It returns the exit status.
+func (c *cmd) main(args []string) int {
+	if len(args) == 0 {
+		return c.runService(programName, AllInOne)
 	}
-	fs.StringVar(&c.api, "api", def, "the deployment's API address")
-	fs.StringVar(&c.key, "key", c.env("HERALD_API_KEY"), "the tenant's API key (or $HERALD_API_KEY)")
-	fs.BoolVar(&c.json, "json", false, "print JSON")
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		return c.help(args[1:])
+	case "version", "-version", "--version":
+		fmt.Fprintf(c.std.Out, "%s %s\n", programName, version.Version)
+		return exitOK
+	}
+	if strings.HasPrefix(args[0], "-") {
+		// Connection flags may come before the command:
+		// herald --profile staging endpoints list.
+		fs := c.flagSet("")
+		if err := fs.Parse(args); err != nil {
+			return c.flagError(err)
+		}
+		if args = fs.Args(); len(args) == 0 {
+			fmt.Fprintf(c.std.Err, "herald: no command after the flags\n%s", seeHelp(""))
+			return exitUsage
+		}
+	}
+	name := args[0]
+	if isGroup(name) {
+		switch {
+		case len(args) > 1 && isHelp(args[1]):
+			c.groupUsage(c.std.Out, name)
+			return exitOK
+		case name == "profiles" && (len(args) == 1 || strings.HasPrefix(args[1], "-")):
+			return c.exec(find("profiles list"), args[1:])
+		case len(args) == 1 || strings.HasPrefix(args[1], "-"):
+			fmt.Fprintf(c.std.Err, "herald %s: say which command, before its flags\n\n", name)
+			c.groupUsage(c.std.Err, name)
+			return exitUsage
+		}
+		sub := find(name + " " + args[1])
+		if sub == nil && args[1] == "ls" {
+			sub = find(name + " list")
+		}
+		if sub == nil {
+			fmt.Fprintf(c.std.Err, "herald %s: unknown command %q\n%s", name, args[1], seeHelp(name))
+			return exitUsage
+		}
+		return c.exec(sub, args[2:])
+	}
+	if k := find(name); k != nil {
+		return c.exec(k, args[1:])
+	}
+	fmt.Fprintf(c.std.Err, "herald: unknown command %q\n%s", name, seeHelp(""))
+	return exitUsage
+}
+
+func isHelp(s string) bool { return s == "help" || s == "-h" || s == "-help" || s == "--help" }
+
+func isGroup(name string) bool {
+	return slices.ContainsFunc(groups, func(g group) bool { return g.name == name })
+}
+
+func find(name string) *command {
+	i := slices.IndexFunc(commands, func(k command) bool { return k.name == name })
+	if i < 0 {
+		return nil
+	}
+	return &commands[i]
+}
+
+// seeHelp is the hint under a usage error: where the usage is.
+func seeHelp(name string) string {
+	return fmt.Sprintf("Run '%s --help' for usage.\n", strings.TrimSpace("herald "+name))
+}
+
+// exec runs k and turns its error into the exit status.
+func (c *cmd) exec(k *command, args []string) int {
+	c.name = "herald " + k.name
+	return c.status(k.run(c, args), func(w io.Writer) { c.commandUsage(w, k) }, seeHelp(k.name))
+}
+
+// status turns a command's error into its exit status, telling the user
+// what they need: the usage asked for (on stdout), what went wrong.
+func (c *cmd) status(err error, usage func(io.Writer), hint string) int {
+	var u usageError
+	var code exitStatus
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		usage(c.std.Out)
+		return exitOK
+	case errors.As(err, &u):
+		fmt.Fprintf(c.std.Err, "%s: %s\n%s", c.name, u.msg, hint)
+		return exitUsage
+	case errors.As(err, &code):
+		return int(code)
+	case errors.Is(err, errReported):
+		return exitFailed
+	default:
+		fmt.Fprintf(c.std.Err, "%s: %v\n", c.name, err)
+		return exitFailed
+	}
+}
+
+// usageError is a mistake in the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// errReported is a failure the command has explained on its output
+// already (a test send that the endpoint refused): exit status 1.
+var errReported = errors.New("failed")
+
+// flagError turns an error parsing the flags given before the command
+// into the exit status.
+func (c *cmd) flagError(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return c.help(nil)
+	}
+	fmt.Fprintf(c.std.Err, "herald: %v\n%s", flagProblem(err), seeHelp(""))
+	return exitUsage
+}
+
+// flagSet returns a flag set for the API command named (in messages): it
+// knows the connection flags.
+func (c *cmd) flagSet(name string) *flag.FlagSet {
+	fs := bareFlagSet("herald " + name)
+	c.conn.register(fs)
 	return fs
 }
 
-// parse parses flags that may come before or after positional arguments.
+// bareFlagSet returns a flag set without flags. It prints nothing: parse
+// reports its errors, the caller prints the usage (on stdout when asked
+// for).
+func bareFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(strings.TrimSpace(name), flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// flagProblem rewords the flag package's errors to name the flag first.
+func flagProblem(err error) error {
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		msg = "unknown flag " + f
+	}
+	return usageError{msg}
+}
+
+// parse parses flags that may come before, between or after positional
+// arguments, and returns the positional ones.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, flagProblem(err)
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -117,286 +304,99 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func (c *cmd) client() (*dlq.Client, bool) {
-	if c.key == "" {
-		fmt.Fprintln(c.err, "herald dlq: no API key: pass --key or set HERALD_API_KEY")
-		return nil, false
-	}
-	return &dlq.Client{Base: c.api, Key: c.key, HTTP: &http.Client{Timeout: 60 * time.Second}}, true
-}
-
-// timeFlag is an RFC 3339 time or a duration ago.
-type timeFlag struct {
-	t   *time.Time
-	now func() time.Time
-}
-
-func (f timeFlag) String() string {
-	if f.t == nil || f.t.IsZero() {
-		return ""
-	}
-	return dlq.FormatTime(*f.t)
-}
-
-func (f timeFlag) Set(s string) error {
-	t, err := parseWhen(s, f.now())
-	if err != nil {
-		return err
-	}
-	*f.t = t
-	return nil
-}
-
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	if t, err := dlq.ParseTime(s); err == nil {
-		return t, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, fmt.Errorf("want an RFC 3339 time (2026-11-22T21:00:00Z) or a duration ago (24h)")
-}
-
-// idsFlag collects --id values, repeated or comma-separated.
-type idsFlag struct{ ids *[]uint64 }
-
-func (f idsFlag) String() string { return "" }
-
-func (f idsFlag) Set(s string) error {
-	for p := range strings.SplitSeq(s, ",") {
-		n, err := strconv.ParseUint(strings.TrimSpace(p), 10, 64)
-		if err != nil || n == 0 {
-			return fmt.Errorf("%q is not a dead letter id", p)
-		}
-		*f.ids = append(*f.ids, n)
-	}
-	return nil
-}
-
-func (c *cmd) filterFlags(fs *flag.FlagSet, f *dlq.Filter) {
-	fs.StringVar(&f.EndpointID, "endpoint", "", "only this endpoint's dead letters")
-	fs.StringVar(&f.EventType, "event-type", "", "only this event type (exact, prefix.*, or *)")
-	fs.Var(timeFlag{&f.Since, c.now}, "since", "dead since this time (RFC 3339 or a duration ago)")
-	fs.Var(timeFlag{&f.Until, c.now}, "until", "dead until this time (RFC 3339 or a duration ago)")
-}
-
-func (c *cmd) fail(err error) int {
-	fmt.Fprintln(c.err, "herald dlq:", err)
-	return 1
-}
-
-func (c *cmd) list(args []string) int {
-	fs := c.flags("list")
-	var q dlq.Query
-	c.filterFlags(fs, &q.Filter)
-	fs.IntVar(&q.Limit, "limit", 0, "dead letters per page (1 to 100, default 50)")
-	cursor := fs.String("cursor", "", "start at this next_cursor of a previous page")
-	all := fs.Bool("all", false, "follow next_cursor through every page")
-	if pos, err := parse(fs, args); err != nil || len(pos) > 0 {
-		if err == nil {
-			fmt.Fprintf(c.err, "herald dlq list: unexpected %q\n", pos[0])
-		}
-		return 2
-	}
-	if *cursor != "" {
-		n, err := dlq.DecodeCursor(*cursor)
-		if err != nil {
-			fmt.Fprintln(c.err, "herald dlq list: --cursor is not a next_cursor of a previous page")
-			return 2
-		}
-		q.Cursor = n
-	}
-	cl, ok := c.client()
-	if !ok {
-		return 2
-	}
-	var page dlq.Page
-	for {
-		p, err := cl.List(c.ctx, q)
-		if err != nil {
-			return c.fail(err)
-		}
-		page.Data = append(page.Data, p.Data...)
-		page.NextCursor = p.NextCursor
-		if !*all || p.NextCursor == nil {
-			break
-		}
-		if q.Cursor, err = dlq.DecodeCursor(*p.NextCursor); err != nil {
-			return c.fail(err)
-		}
-	}
-	if page.Data == nil {
-		page.Data = []dlq.Entry{}
-	}
-	if c.json {
-		return c.printJSON(page)
-	}
-	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tDEAD AT\tENDPOINT\tEVENT TYPE\tEVENT ID\tATTEMPTS\tREASON")
-	for _, e := range page.Data {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", e.ID, e.DeadAt.Format(time.RFC3339), e.EndpointID,
-			e.Event.Type, e.Event.ID, lastAttempt(e), oneLine(e.Reason, 80))
-	}
-	_ = tw.Flush()
-	if page.NextCursor != nil {
-		fmt.Fprintf(c.err, "more dead letters: --cursor %s (or --all)\n", *page.NextCursor)
-	} else if len(page.Data) == 0 {
-		fmt.Fprintln(c.err, "no dead letters match")
-	}
-	return 0
-}
-
-// lastAttempt is the number of the last attempt recorded (0 when none was
-// made, e.g. dead-lettered because the endpoint was disabled).
-func lastAttempt(e dlq.Entry) uint32 {
-	var n uint32
-	for _, a := range e.Attempts {
-		n = max(n, a.Number)
-	}
-	return n
-}
-
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > n {
-		s = s[:n-1] + "…"
-	}
-	return s
-}
-
-func (c *cmd) replay(args []string) int {
-	fs := c.flags("replay")
-	var f dlq.Filter
-	var ids []uint64
-	c.filterFlags(fs, &f)
-	fs.Var(idsFlag{&ids}, "id", "replay this dead letter (repeat, or comma-separate, for several)")
-	all := fs.Bool("all", false, "replay every dead letter of the tenant")
-	rate := fs.Int("rate", 0, "jobs per second (default 50)")
-	wait := fs.Bool("wait", false, "follow the replay's progress until it ends")
-	if pos, err := parse(fs, args); err != nil || len(pos) > 0 {
-		if err == nil {
-			fmt.Fprintf(c.err, "herald dlq replay: unexpected %q\n", pos[0])
-		}
-		return 2
-	}
-	in := dlq.ReplayInput{IDs: ids, EndpointID: f.EndpointID, EventType: f.EventType, All: *all, Rate: *rate}
-	if !f.Since.IsZero() {
-		in.Since = dlq.FormatTime(f.Since)
-	}
-	if !f.Until.IsZero() {
-		in.Until = dlq.FormatTime(f.Until)
-	}
-	if len(ids) == 0 && in.EndpointID == "" && in.EventType == "" && in.Since == "" && in.Until == "" && !in.All {
-		fmt.Fprintln(c.err, "herald dlq replay: say what to replay: --id, a filter (--endpoint, --event-type, --since, --until), or --all")
-		return 2
-	}
-	cl, ok := c.client()
-	if !ok {
-		return 2
-	}
-	r, err := cl.Replay(c.ctx, in)
-	if err != nil {
-		return c.fail(err)
-	}
-	if !c.json {
-		fmt.Fprintf(c.out, "replay %s started (%s at %d/s); follow it with: herald dlq status %s\n", r.ID, describe(r), r.Rate, r.ID)
-	}
-	if *wait {
-		r, err = cl.Wait(c.ctx, r.ID, 500*time.Millisecond, func(p dlq.Replay) {
-			if !c.json {
-				fmt.Fprintf(c.err, "%s: %d/%d replayed, %d failed, %d skipped\n", p.State, p.Replayed, p.Total, p.Failed, p.Skipped)
-			}
-		})
-		if err != nil {
-			return c.fail(err)
-		}
-	}
-	if c.json {
-		c.printJSON(r)
-	} else if *wait {
-		c.printReplay(r)
-	}
-	if *wait && (r.State != dlq.StateDone || r.Failed > 0) {
-		return 1
-	}
-	return 0
-}
-
-func describe(r dlq.Replay) string {
-	if r.Filter == nil {
-		return fmt.Sprintf("%d dead letters by id", len(r.IDs))
-	}
-	var parts []string
-	if r.Filter.EndpointID != "" {
-		parts = append(parts, "endpoint "+r.Filter.EndpointID)
-	}
-	if r.Filter.EventType != "" {
-		parts = append(parts, "type "+r.Filter.EventType)
-	}
-	if !r.Filter.Since.IsZero() {
-		parts = append(parts, "since "+r.Filter.Since.Format(time.RFC3339))
-	}
-	if !r.Filter.Until.IsZero() {
-		parts = append(parts, "until "+r.Filter.Until.Format(time.RFC3339))
-	}
-	if len(parts) == 0 {
-		return "every dead letter"
-	}
-	return strings.Join(parts, ", ")
-}
-
-func (c *cmd) status(args []string) int {
-	fs := c.flags("status")
+// parseArgs parses args and checks that exactly the positional arguments
+// named came with them (ID, REPLAY_ID).
+func parseArgs(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
 	pos, err := parse(fs, args)
 	if err != nil {
-		return 2
+		return nil, err
 	}
-	if len(pos) != 1 {
-		fmt.Fprintln(c.err, "usage: herald dlq status REPLAY_ID [--json]")
-		return 2
+	switch {
+	case len(pos) < len(names):
+		return nil, usagef("missing %s", names[len(pos)])
+	case len(pos) > len(names):
+		return nil, usagef("unexpected argument %q", pos[len(names)])
 	}
-	cl, ok := c.client()
-	if !ok {
-		return 2
-	}
-	r, err := cl.ReplayStatus(c.ctx, pos[0])
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.json {
-		return c.printJSON(r)
-	}
-	c.printReplay(r)
-	return 0
+	return pos, nil
 }
 
-func (c *cmd) printReplay(r dlq.Replay) {
-	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "replay\t%s\n", r.ID)
-	fmt.Fprintf(tw, "state\t%s\n", r.State)
-	fmt.Fprintf(tw, "selects\t%s\n", describe(r))
-	fmt.Fprintf(tw, "rate\t%d/s\n", r.Rate)
-	fmt.Fprintf(tw, "progress\t%d/%d replayed, %d failed, %d skipped\n", r.Replayed, r.Total, r.Failed, r.Skipped)
-	if !r.StartedAt.IsZero() {
-		fmt.Fprintf(tw, "started\t%s\n", r.StartedAt.Format(time.RFC3339))
+const topUsage = `Herald, a webhook dispatcher.
+
+Usage: herald <command> [arguments]
+
+Run Herald:
+  run                 start the all-in-one: API, router, sender, NATS embedded
+                      (what herald does without a command)
+  config              print the configuration run would use, secrets masked
+  nats-callout-key    print a key pair for an external nats-server's callout
+
+Use a running deployment, through its API:
+  login               check an API URL and key, save them as a profile
+  logout              forget a profile
+  profiles            list the saved profiles, pick the current one
+%s
+  help [COMMAND]      this text, or a command's
+  version             print the version (also --version)
+
+The API commands take:
+%s
+Exit status: 0 done, 1 failed, 2 usage error.
+`
+
+const connUsage = `  --api-url URL       the API (default: $HERALD_API_URL, the profile's,
+                      else http://127.0.0.1:8080)
+  --api-key KEY       the tenant's API key (default: $HERALD_API_KEY, the
+                      profile's)
+  --profile NAME      a profile saved by herald login (default:
+                      $HERALD_PROFILE, else the current profile)
+  -o, --output FMT    table (default) or json
+`
+
+// help prints the usage of the command named by args, or of herald.
+func (c *cmd) help(args []string) int {
+	switch {
+	case len(args) == 0:
+		var b strings.Builder
+		for _, g := range groups {
+			if g.name != "profiles" { // listed with login
+				fmt.Fprintf(&b, "  %-18s  %s\n", g.name, g.summary)
+			}
+		}
+		fmt.Fprintf(c.std.Out, topUsage, b.String(), connUsage)
+		return exitOK
+	case isGroup(args[0]) && len(args) == 1:
+		c.groupUsage(c.std.Out, args[0])
+		return exitOK
 	}
-	if !r.FinishedAt.IsZero() {
-		fmt.Fprintf(tw, "finished\t%s\n", r.FinishedAt.Format(time.RFC3339))
+	if k := find(strings.Join(args, " ")); k != nil {
+		c.commandUsage(c.std.Out, k)
+		return exitOK
 	}
-	if r.Error != "" {
-		fmt.Fprintf(tw, "error\t%s\n", r.Error)
-	}
-	for _, e := range r.Errors {
-		fmt.Fprintf(tw, "failed\t%d: %s\n", e.ID, e.Error)
-	}
-	_ = tw.Flush()
+	fmt.Fprintf(c.std.Err, "herald help: unknown command %q\n%s", strings.Join(args, " "), seeHelp(""))
+	return exitUsage
 }
 
-func (c *cmd) printJSON(v any) int {
-	enc := json.NewEncoder(c.out)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		return c.fail(err)
+func (c *cmd) groupUsage(w io.Writer, name string) {
+	var api bool
+	fmt.Fprintf(w, "Usage:\n")
+	for _, k := range commands {
+		if strings.HasPrefix(k.name, name+" ") {
+			fmt.Fprintf(w, "  herald %s %s\n", k.name, k.synopsis)
+			api = api || k.api
+		}
 	}
-	return 0
+	fmt.Fprintf(w, "\nRun 'herald %s COMMAND --help' for a command's flags.\n", name)
+	if api {
+		fmt.Fprintf(w, "\nEvery command takes:\n%s", connUsage)
+	}
+}
+
+func (c *cmd) commandUsage(w io.Writer, k *command) {
+	fmt.Fprintf(w, "Usage: herald %s %s\n\n%s\n", k.name, k.synopsis, k.summary)
+	if k.help != "" {
+		fmt.Fprintf(w, "\n%s", k.help)
+	}
+	if k.api {
+		fmt.Fprintf(w, "\nConnection and output:\n%s", connUsage)
+	}
 }

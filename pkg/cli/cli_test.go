@@ -5,11 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -18,9 +22,14 @@ import (
 	"github.com/heraldhq/herald/pkg/api"
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/cache"
+	"github.com/heraldhq/herald/pkg/deliver"
 	"github.com/heraldhq/herald/pkg/dlq"
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/history"
 	"github.com/heraldhq/herald/pkg/ingest"
+	"github.com/heraldhq/herald/pkg/retry"
+	"github.com/heraldhq/herald/pkg/router"
+	"github.com/heraldhq/herald/pkg/sender"
 	"github.com/heraldhq/herald/pkg/store"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 )
@@ -33,11 +42,21 @@ type fixture struct {
 	url    string
 	tenant string
 	key    string
+	// config is the profile file the commands use (HERALD_CLI_CONFIG),
+	// unless a test's environment names another.
+	config string
+	// hook is a receiver that answers 200, or 500 while failing is set.
+	hook    *httptest.Server
+	failing atomic.Bool
+	got     atomic.Int64
 }
 
-// newFixture serves the real API (dead-letter service included) over a real
-// JetStream on an httptest server, with one tenant.
-func newFixture(t *testing.T) *fixture {
+// newFixture serves the real API over a real JetStream on an httptest
+// server, with one tenant, the dead-letter service and the attempt
+// history. With pipeline, a router and a sender deliver what is sent (to
+// the fixture's receiver); without, jobs stay queued, so that the dead
+// letters a test makes are all there are.
+func newFixture(t *testing.T, pipeline bool) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	js := testenv.JetStream(t)
@@ -48,23 +67,45 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	log := testenv.Logger(t)
 	c := cache.New(st, st.KV())
-	svc, err := dlq.New(ctx, js, c, dlq.WithLogger(testenv.Logger(t)))
+	svc, err := dlq.New(ctx, js, c, dlq.WithLogger(log))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = c.Run(ctx) }()
-	go func() { defer wg.Done(); _ = svc.Run(ctx) }()
-	srv := httptest.NewServer(api.New(st, ingest.New(js), api.WithInvalidator(c), api.WithDLQ(svc)))
+	run := func(f func(context.Context) error) {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = f(ctx) }()
+	}
+	run(c.Run)
+	run(svc.Run)
+	testenv.Eventually(t, 5*time.Second, c.Ready, "cache watch not running")
+	if pipeline {
+		run(router.New(js, c, router.WithLogger(log)).Run)
+		run(sender.New(js, c, sender.WithLogger(log), sender.WithDisabler(st),
+			sender.WithSchedule(retry.Schedule{50 * time.Millisecond, 50 * time.Millisecond})).Run)
+	}
+	idx := history.NewMemory(time.Hour)
+	run(history.NewProjector(js, idx, history.WithLogger(log)).Run)
+	srv := httptest.NewServer(api.New(st, ingest.New(js), api.WithInvalidator(c), api.WithDLQ(svc), api.WithLogger(log),
+		api.WithHistory(history.NewReader(idx, js)), api.WithDeliverClient(deliver.New())))
 	t.Cleanup(srv.Close)
 	tn, key, err := st.CreateTenant(ctx, "cli")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, ctx: ctx, js: js, st: st, url: srv.URL, tenant: tn.ID, key: key}
+	f := &fixture{t: t, ctx: ctx, js: js, st: st, url: srv.URL, tenant: tn.ID, key: key,
+		config: filepath.Join(t.TempDir(), "herald", "config.json")}
+	f.hook = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.got.Add(1)
+		if f.failing.Load() {
+			http.Error(w, "down for maintenance", http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(f.hook.Close)
+	return f
 }
 
 func (f *fixture) endpoint() string {
@@ -89,31 +130,81 @@ func (f *fixture) dead(ep, eventID, typ string, at time.Time) uint64 {
 	return ack.Sequence
 }
 
-// run runs a command line against the fixture's API.
+// run runs a command line with the environment env (HERALD_CLI_CONFIG
+// defaults to the fixture's profile file). Nothing is on stdin.
 func (f *fixture) run(env map[string]string, args ...string) (code int, stdout, stderr string) {
+	f.t.Helper()
+	return f.runIn(env, "", args...)
+}
+
+// runIn is run with stdin.
+func (f *fixture) runIn(env map[string]string, stdin string, args ...string) (code int, stdout, stderr string) {
 	f.t.Helper()
 	var out, errb bytes.Buffer
 	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
 	defer cancel()
-	code = Run(ctx, args, &out, &errb, func(k string) string { return env[k] })
+	getenv := func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		if k == "HERALD_CLI_CONFIG" {
+			return f.config
+		}
+		return ""
+	}
+	code = Run(ctx, args, Stdio{In: strings.NewReader(stdin), Out: &out, Err: &errb}, getenv)
 	return code, out.String(), errb.String()
 }
 
+// conn is the flags that point a command at the fixture's API.
+func (f *fixture) conn() []string { return []string{"--api-url", f.url, "--api-key", f.key} }
+
+// ok runs a command that must succeed, and returns its output.
+func (f *fixture) ok(args ...string) string {
+	f.t.Helper()
+	code, out, errs := f.run(nil, append(args, f.conn()...)...)
+	if code != 0 {
+		f.t.Fatalf("%v: exit %d\n%s%s", args, code, out, errs)
+	}
+	return out
+}
+
+// okJSON runs a command that must succeed with --output json, and decodes
+// what it printed into v.
+func (f *fixture) okJSON(v any, args ...string) {
+	f.t.Helper()
+	out := f.ok(append(args, "--output", "json")...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		f.t.Fatalf("%v printed %q: %v", args, out, err)
+	}
+}
+
+// fits fails the test when a line of out is wider than a table may be.
+func fits(t *testing.T, out string) {
+	t.Helper()
+	for l := range strings.SplitSeq(out, "\n") {
+		if n := utf8.RuneCountInString(l); n > tableWidth {
+			t.Errorf("a line of %d columns:\n%s", n, l)
+		}
+	}
+}
+
 func TestListAndReplayAgainstTheAPI(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, false)
 	ep1, ep2 := f.endpoint(), f.endpoint()
 	old := time.Now().Add(-50 * time.Second).Truncate(time.Millisecond)
 	recent := time.Now().Add(-2 * time.Second).Truncate(time.Millisecond)
 	s1 := f.dead(ep1, "evt-1", "post.published", old)
 	s2 := f.dead(ep1, "evt-2", "post.deleted", recent)
 	s3 := f.dead(ep2, "evt-3", "post.published", recent)
-	conn := []string{"--api", f.url, "--key", f.key}
+	conn := []string{"--api", f.url, "--key", f.key} // the old spellings still work
 
 	// A table, oldest first.
 	code, out, errs := f.run(nil, append([]string{"dlq", "list"}, conn...)...)
 	if code != 0 {
 		t.Fatalf("list: %d %s", code, errs)
 	}
+	fits(t, out)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 4 || !strings.HasPrefix(lines[0], "ID") || !strings.HasPrefix(lines[1], fmt.Sprint(s1)) ||
 		!strings.Contains(lines[1], "evt-1") || !strings.Contains(lines[1], ep1) || !strings.Contains(lines[3], "evt-3") {
@@ -133,7 +224,7 @@ func TestListAndReplayAgainstTheAPI(t *testing.T) {
 	if len(page.Data) != 2 || page.Data[0].ID != s1 || page.Data[1].ID != s2 || page.NextCursor != nil {
 		t.Fatalf("list --json --all --endpoint: %+v", page)
 	}
-	code, out, _ = f.run(nil, append([]string{"dlq", "list", "--json", "--limit", "1", "--event-type", "post.*"}, conn...)...)
+	code, out, _ = f.run(nil, append([]string{"dlq", "list", "-o", "json", "--limit", "1", "--event-type", "post.*"}, conn...)...)
 	if err := json.Unmarshal([]byte(out), &page); code != 0 || err != nil || len(page.Data) != 1 || page.NextCursor == nil {
 		t.Fatalf("one page of one: %d %+v", code, page)
 	}
@@ -143,7 +234,7 @@ func TestListAndReplayAgainstTheAPI(t *testing.T) {
 	}
 
 	// Replay what died on ep1 in the last 10 s, and wait for it.
-	code, out, errs = f.run(nil, append([]string{"dlq", "replay", "--endpoint", ep1, "--since", "10s", "--rate", "100", "--wait", "--json"}, conn...)...)
+	code, out, errs = f.run(nil, append([]string{"dlq", "replay", "--endpoint", ep1, "--since", "10s", "--rate", "100", "--wait", "--output", "json"}, f.conn()...)...)
 	if code != 0 {
 		t.Fatalf("replay: %d %s %s", code, out, errs)
 	}
@@ -164,6 +255,12 @@ func TestListAndReplayAgainstTheAPI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "done") || !strings.Contains(out, "1/1 replayed") || !strings.Contains(out, "endpoint "+ep1) {
 		t.Fatalf("status: %d\n%s%s", code, out, errs)
 	}
+	fits(t, out)
+	var st dlq.Replay
+	f.okJSON(&st, "dlq", "status", r.ID)
+	if st.ID != r.ID || st.State != dlq.StateDone {
+		t.Fatalf("status --output json: %+v", st)
+	}
 
 	// By id, without waiting: the replay id is printed.
 	code, out, errs = f.run(nil, append([]string{"dlq", "replay", "--id", fmt.Sprintf("%d,%d", s1, s3)}, conn...)...)
@@ -178,7 +275,7 @@ func TestListAndReplayAgainstTheAPI(t *testing.T) {
 }
 
 func TestErrorsAndUsage(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, false)
 	conn := []string{"--api", f.url, "--key", f.key}
 	for _, c := range []struct {
 		args []string
@@ -186,8 +283,11 @@ func TestErrorsAndUsage(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"dlq"}, nil, 2, "usage"},
-		{[]string{"dlq", "frobnicate"}, nil, 2, "unknown command"},
+		{[]string{"dlq"}, nil, 2, "say which command"},
+		{[]string{"dlq", "frobnicate"}, nil, 2, `unknown command "frobnicate"`},
+		{append([]string{"dlq", "list", "--frob"}, conn...), nil, 2, "unknown flag -frob"},
+		{append([]string{"dlq", "list", "--output", "yaml"}, conn...), nil, 2, `--output "yaml": want table or json`},
+		{append([]string{"dlq", "list", "--cursor", "nope"}, conn...), nil, 2, "--cursor"},
 		{[]string{"dlq", "list", "--api", f.url}, nil, 2, "no API key"},
 		{[]string{"dlq", "list", "--api", f.url, "--key", "hk_wrong"}, nil, 1, "401"},
 		{append([]string{"dlq", "list", "--since", "yesterday"}, conn...), nil, 2, "RFC 3339"},
@@ -195,7 +295,8 @@ func TestErrorsAndUsage(t *testing.T) {
 		{append([]string{"dlq", "replay", "--id", "999"}, conn...), nil, 1, "404"},
 		{append([]string{"dlq", "replay", "--endpoint", "ep_nope"}, conn...), nil, 1, "endpoint ep_nope not found"},
 		{append([]string{"dlq", "status", "rpl_nope"}, conn...), nil, 1, "404"},
-		{append([]string{"dlq", "status"}, conn...), nil, 2, "usage"},
+		{append([]string{"dlq", "status"}, conn...), nil, 2, "missing REPLAY_ID"},
+		{append([]string{"dlq", "replay", "--all", "--wait"}, conn...), nil, 0, "0/0 replayed"},
 	} {
 		code, out, errs := f.run(c.env, c.args...)
 		if code != c.code || !strings.Contains(out+errs, c.msg) {

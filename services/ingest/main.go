@@ -1,13 +1,15 @@
 // Command herald-ingest runs Herald's ingest role as its own process, against
-// the NATS server at NATS_URL and the Redis at REDIS_URL.
+// the NATS server at NATS_URL and the Redis at REDIS_URL. --help and
+// --version answer instead of starting it (package cli).
 package main
 
 import (
 	"os"
 
+	"github.com/heraldhq/herald/pkg/cli"
 	"github.com/heraldhq/herald/pkg/service"
 )
 
 func main() {
-	os.Exit(service.Main("ingest", service.Config{Roles: service.Roles{API: true}, HTTPAddr: "127.0.0.1:8080"}))
+	os.Exit(cli.Service("herald-ingest", "ingest", service.Config{Roles: service.Roles{API: true}, HTTPAddr: "127.0.0.1:8080"}))
 }

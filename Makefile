@@ -9,7 +9,7 @@ PKGS := ./pkg/... ./pkg/internal/testenv/... ./services/... ./proto/...
 BUF_VERSION := v1.50.0
 PROTOC_GEN_GO_VERSION := v1.36.12
 
-.PHONY: run build test test-deps vet proto bench clean
+.PHONY: run build install test test-deps vet proto bench clean
 
 ## run: build and start the all-in-one herald (embedded NATS, data in ./data)
 run: build
@@ -22,6 +22,13 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/herald-ingest ./services/ingest
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/herald-router ./services/router
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/herald-sender ./services/sender
+
+## install: put the herald command, with its version, in $(PREFIX)/bin (default: $(go env GOPATH)/bin)
+PREFIX ?= $(firstword $(subst :, ,$(shell $(GO) env GOPATH)))
+install:
+	@mkdir -p "$(PREFIX)/bin"
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o "$(PREFIX)/bin/herald" ./services/herald
+	@case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; *) echo "note: $(PREFIX)/bin is not on your PATH; add it: export PATH=\"$(PREFIX)/bin:\$$PATH\"";; esac
 
 ## test: the whole suite, with the race detector, against real NATS and Redis
 test: test-deps vet fuzz

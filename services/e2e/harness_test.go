@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldhq/herald/internal/testenv"
+	"github.com/heraldhq/herald/pkg/api"
 	"github.com/heraldhq/herald/pkg/natsauth"
 	"github.com/heraldhq/herald/pkg/service"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
@@ -34,12 +36,30 @@ type API struct {
 // newAPI returns a client of the API at base. The load tests post from
 // many goroutines at once: the transport keeps up to 64 connections to
 // reuse (http.DefaultTransport keeps 2 per host) and opens no more than
-// that.
-func newAPI(base string) *API {
+// that. Every exchange is checked against the OpenAPI description
+// (checked).
+func newAPI(t testing.TB, base string) *API {
 	return &API{apitest.New(base, &http.Client{
 		Timeout:   10 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64},
+		Transport: checked(t, &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}),
 	})}
+}
+
+// openAPI is the validator of pkg/api's OpenAPI description, loaded once.
+var openAPI = sync.OnceValues(func() (*apitest.Validator, error) { return apitest.NewValidator(api.OpenAPI) })
+
+// checked wraps next so that every request this suite sends to the API,
+// and every answer, is checked against the OpenAPI description: a route
+// it lacks, a request it refuses that the API accepted, an answer whose
+// status or body it does not describe fails t (and the test goes on).
+// Fix the description where it is wrong, the API where the API is.
+func checked(t testing.TB, next http.RoundTripper) http.RoundTripper {
+	t.Helper()
+	v, err := openAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.Transport(next, func(err error) { t.Errorf("OpenAPI: %v", err) })
 }
 
 // Tenant as POST /v1/tenants answers.

@@ -58,7 +58,7 @@ func TestLargeEventBurstStaysBounded(t *testing.T) {
 	}, bin)
 	base := "http://" + addr
 	p.WaitHTTP(base+"/readyz", 30*time.Second)
-	api := newAPI(base)
+	api := newAPI(t, base)
 	tn := api.CreateTenant(t, adminToken, "large")
 
 	// One 5 MiB JSON value shared by every request (hex of random bytes:
@@ -74,7 +74,7 @@ func TestLargeEventBurstStaysBounded(t *testing.T) {
 		t.Fatalf("data of %d bytes, want %d", len(data), dataSize)
 	}
 
-	c := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: events}}
+	c := &http.Client{Timeout: 2 * time.Minute, Transport: checked(t, &http.Transport{MaxIdleConnsPerHost: events})}
 	defer c.CloseIdleConnections()
 	// send posts one event; a refusal must be a 503 or 429 problem with
 	// Retry-After, which it returns.

@@ -77,7 +77,7 @@ func TestAllInOneBinaryRestart(t *testing.T) {
 	if strings.Contains(p.Output(), token) {
 		t.Fatal("the admin token was written to stderr, which is a log file here")
 	}
-	api := newAPI(base)
+	api := newAPI(t, base)
 	tn := api.CreateTenant(t, token, "restart")
 	rcv := NewReceiver(t)
 	ep := api.CreateEndpoint(t, tn.APIKey, rcv, []string{"post.*"}, nil)

@@ -102,7 +102,7 @@ func StartInProcess(t testing.TB) *Deployment {
 	}
 	base := "http://" + info.HTTPAddr
 	testenv.WaitHTTP(t, base+"/readyz", 15*time.Second)
-	return &Deployment{API: newAPI(base), Bus: connectBus(t, info.NATSURL, heraldNATS(t, dataDir)...), NATSURL: info.NATSURL, AdminToken: adminToken}
+	return &Deployment{API: newAPI(t, base), Bus: connectBus(t, info.NATSURL, heraldNATS(t, dataDir)...), NATSURL: info.NATSURL, AdminToken: adminToken}
 }
 
 // ---- binaries ----
@@ -158,7 +158,7 @@ func StartStack(t testing.TB, senders int, env ...string) *Stack {
 	for i := range senders {
 		s.Senders = append(s.Senders, s.start(t, fmt.Sprintf("herald-sender-%c", 'A'+i), filepath.Join(bins, "herald-sender")))
 	}
-	s.Deployment = &Deployment{API: newAPI(s.Ingest.URL()), Bus: connectBus(t, ns.URL()), NATSURL: ns.URL(), AdminToken: adminToken}
+	s.Deployment = &Deployment{API: newAPI(t, s.Ingest.URL()), Bus: connectBus(t, ns.URL()), NATSURL: ns.URL(), AdminToken: adminToken}
 	return s
 }
 

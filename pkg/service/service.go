@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/heraldhq/herald/pkg/api"
 	"github.com/heraldhq/herald/pkg/health"
 	"github.com/heraldhq/herald/pkg/version"
 	"github.com/nats-io/nats.go"
@@ -177,7 +178,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    32 << 10,
+		// Above the API's own limit, which it answers with a problem
+		// document; net/http answers past this one in plain text.
+		MaxHeaderBytes: api.ServerMaxHeaderBytes,
 	}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()

@@ -275,6 +275,42 @@ func TestAllInOne(t *testing.T) {
 		t.Parallel()
 		checkPatchSeen(t, h)
 	})
+
+	// Refusals at the edge are problem documents through the HTTP server
+	// as service.Run configures it (headers over the API's limit reach the
+	// API, whose 431 is one), and the description describes them.
+	t.Run("EdgeRefusalsAreProblems", func(t *testing.T) {
+		t.Parallel()
+		c := &http.Client{Timeout: 10 * time.Second, Transport: checked(t, nil)}
+		for _, tc := range []struct {
+			name, method, path, ct, body, padding string
+			status                                int
+		}{
+			{"headers over the limit", "GET", "/openapi.yaml", "", "", strings.Repeat("a", 64<<10), http.StatusRequestHeaderFieldsTooLarge},
+			{"not JSON", "POST", "/v1/tenants", "text/plain", `{"name":"x"}`, "", http.StatusUnsupportedMediaType},
+			{"a key twice", "POST", "/v1/tenants", "application/json", `{"name":"x","name":"y"}`, "", http.StatusBadRequest},
+		} {
+			req, err := http.NewRequest(tc.method, h.API.Base+tc.path, strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+h.AdminToken)
+			if tc.ct != "" {
+				req.Header.Set("Content-Type", tc.ct)
+			}
+			if tc.padding != "" {
+				req.Header.Set("X-Padding", tc.padding)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != "application/problem+json" {
+				t.Errorf("%s: %d %s, want a %d problem document", tc.name, resp.StatusCode, resp.Header.Get("Content-Type"), tc.status)
+			}
+		}
+	})
 }
 
 // checkPatchSeen changes an endpoint's events from post.* to comment.* and

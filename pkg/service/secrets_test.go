@@ -281,8 +281,8 @@ func TestSecretsSealedEverywhereAndNeverLogged(t *testing.T) {
 	}
 }
 
-// The HTTP server refuses request headers over 32 KiB with 431, before any
-// handler runs.
+// Request headers over 32 KiB answer 431 with a problem document: the
+// HTTP server lets them through to the API, whose limit that is.
 func TestHeaderTooLarge(t *testing.T) {
 	base, _, _ := run(t, service.Config{Roles: service.Roles{API: true}, NATSURL: testenv.NATS(t), RedisURL: "redis://127.0.0.1:1",
 		HTTPAddr: "127.0.0.1:0", AdminToken: testAdmin, EncryptionKey: testEncryptionKey, LogLevel: "warn"})
@@ -294,8 +294,8 @@ func TestHeaderTooLarge(t *testing.T) {
 		t.Fatalf("request with a 40 KiB header: %v; want a 431 answer", err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-		t.Fatalf("40 KiB header: %d, want 431", resp.StatusCode)
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("40 KiB header: %d %s, want a 431 problem document", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	req.Header.Set("X-Padding", strings.Repeat("a", 16<<10))
 	resp, err = http.DefaultClient.Do(req)

@@ -254,6 +254,7 @@ func (s *Server) routes() {
 	handle("POST /v1/endpoints/{id}/secret/rotate", s.tenant(s.rotateSecret))
 	handle("POST /v1/endpoints/{id}/test", s.tenant(s.testEndpoint))
 	handle("GET /v1/endpoints/{id}/attempts", s.tenant(s.listAttempts))
+	handle("GET /v1/attempts/stream", s.tenant(s.followAttempts))
 
 	handle("POST /v1/event-types", s.tenant(s.createEventType))
 	handle("GET /v1/event-types", s.tenant(s.listEventTypes))

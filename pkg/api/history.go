@@ -1,12 +1,15 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/history"
+	"github.com/heraldhq/herald/pkg/match"
 	"github.com/heraldhq/herald/pkg/valid"
 )
 
@@ -97,4 +100,99 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 		v.Data = json.RawMessage("null")
 	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+// follower is the part of the history that streams attempts as they are
+// recorded (history.Reader).
+type follower interface {
+	Follow(ctx context.Context, tenant, endpoint string, fn func(history.Attempt) error) error
+}
+
+// followAttempts streams the tenant's attempts as they are recorded, as
+// server-sent events: one "attempt" event per attempt, its data the
+// attempt as the history lists it, with a comment every
+// history.FollowHeartbeat so that an idle stream is not cut by a proxy.
+// Filters: endpoint_id, event_type (a subscription filter such as post.*)
+// and status. `herald tail` reads it.
+func (s *Server) followAttempts(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var errs valid.Errors
+	status := history.Status(q.Get("status"))
+	switch status {
+	case history.StatusAll, history.StatusFailed, history.StatusSucceeded:
+	default:
+		errs.Add("status", "must be failed or succeeded (or left out for both)")
+	}
+	var filters []string
+	if f := q.Get("event_type"); f != "" {
+		if err := match.ValidateFilter(f); err != nil {
+			errs.Add("event_type", "must be an event type or a filter such as post.* or *")
+		}
+		filters = []string{f}
+	}
+	if invalid(w, r, errs.Err()) {
+		return
+	}
+	tenant, endpoint := tenantOf(r), q.Get("endpoint_id")
+	if endpoint != "" {
+		if _, err := s.store.GetEndpoint(r.Context(), tenant, endpoint); err != nil {
+			s.storeError(w, r, err, "endpoint")
+			return
+		}
+	}
+	if s.noHistory(w, r) {
+		return
+	}
+	f, ok := s.history.(follower)
+	if !ok {
+		unavailable(w, r, "this process cannot follow attempts")
+		return
+	}
+	ctx := r.Context()
+	attempts := make(chan history.Attempt, 64)
+	done := make(chan error, 1)
+	go func() {
+		done <- f.Follow(ctx, tenant, endpoint, func(a history.Attempt) error {
+			select {
+			case attempts <- a:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	_ = rc.Flush()
+	beat := time.NewTicker(history.FollowHeartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case err := <-done:
+			if err != nil {
+				s.log.Warn().Err(err).Str("tenant_id", tenant).Msg("attempt stream ended")
+				fmt.Fprintf(w, "event: error\ndata: %q\n\n", "the attempt stream ended; reconnect")
+				_ = rc.Flush()
+			}
+			return
+		case a := <-attempts:
+			if (status != history.StatusAll && a.Status != status) || (filters != nil && !match.Matches(filters, a.EventType)) {
+				continue
+			}
+			b, err := json.Marshal(a)
+			if err != nil {
+				continue
+			}
+			fmt.Fprintf(w, "event: attempt\nid: %s\ndata: %s\n\n", a.ID, b)
+			_ = rc.Flush()
+		case <-beat.C:
+			fmt.Fprint(w, ": still here\n\n")
+			_ = rc.Flush()
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -122,6 +123,28 @@ const maxAnswer = 64 << 20
 // do sends a request, in (when not nil) as its JSON body, and returns the
 // answer's body. An answer of 300 or more is an *apiError.
 func (c *client) do(ctx context.Context, method, path string, in any) ([]byte, error) {
+	req, err := c.request(ctx, method, path, in, "application/json")
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		return nil, answerError(resp.StatusCode, b)
+	}
+	return b, nil
+}
+
+// request builds an API request with the key, in (when not nil) as its
+// JSON body, asking for accept.
+func (c *client) request(ctx context.Context, method, path string, in any, accept string) (*http.Request, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -135,30 +158,74 @@ func (c *client) do(ctx context.Context, method, path string, in any) ([]byte, e
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.key)
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	req.Header.Set("User-Agent", "herald-cli/"+version.Version)
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
+	return req, nil
+}
+
+// answerError is the *apiError of an answer with status and body b.
+func answerError(status int, b []byte) error {
+	e := &apiError{Status: status}
+	if json.Unmarshal(b, e) != nil || e.Title == "" {
+		e.Title = http.StatusText(status)
+		e.Detail = strings.TrimSpace(string(b))
+	}
+	e.Status = status
+	return e
+}
+
+// stream reads the server-sent events at path, calling fn with each
+// event's name and data, until ctx ends (nil), the stream ends, or fn
+// fails. It has no timeout of its own: a stream is meant to stay open.
+func (c *client) stream(ctx context.Context, path string, fn func(event, data string) error) error {
+	req, err := c.request(ctx, http.MethodGet, path, nil, "text/event-stream")
 	if err != nil {
-		return nil, err
+		return err
+	}
+	hc := *c.http
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
 	if resp.StatusCode >= 300 {
-		e := &apiError{Status: resp.StatusCode}
-		if json.Unmarshal(b, e) != nil || e.Title == "" {
-			e.Title = http.StatusText(resp.StatusCode)
-			e.Detail = strings.TrimSpace(string(b))
-		}
-		e.Status = resp.StatusCode
-		return nil, e
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+		return answerError(resp.StatusCode, b)
 	}
-	return b, nil
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	event, data := "message", ""
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if data != "" {
+				if err := fn(event, data); err != nil {
+					return err
+				}
+			}
+			event, data = "message", ""
+		case strings.HasPrefix(line, ":"): // a comment: the server is still there
+		case strings.HasPrefix(line, "event: "):
+			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			data += strings.TrimPrefix(line, "data: ")
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return fmt.Errorf("GET %s: the stream ended", path)
 }
 
 // call is do, with the answer also decoded into out.

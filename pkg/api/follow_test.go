@@ -1,0 +1,85 @@
+package api_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/pkg/history"
+	"github.com/heraldhq/herald/pkg/sign"
+)
+
+// GET /v1/attempts/stream shows each attempt as it is recorded, filtered
+// as asked, within a second: `herald tail` depends on it.
+func TestAttemptStream(t *testing.T) {
+	t.Parallel()
+	e := newDQEnv(t, true)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.Header.Get(sign.HeaderID), "fail") {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(hook.Close)
+	_, key := e.tenant()
+	var ep struct {
+		ID string `json:"id"`
+	}
+	e.must(201, "POST", "/v1/endpoints", key, map[string]any{"name": "s", "url": hook.URL, "events": []string{"*"}, "max_attempts": 1}, &ep)
+
+	// Refusals come at once, as problem documents.
+	if status, _, _ := e.call("GET", "/v1/attempts/stream?status=sideways", key, nil, nil); status != http.StatusUnprocessableEntity {
+		t.Fatalf("bad status filter: %d, want 422", status)
+	}
+	if status, _, _ := e.call("GET", "/v1/attempts/stream?endpoint_id=ep_nope", key, nil, nil); status != http.StatusNotFound {
+		t.Fatalf("unknown endpoint: %d, want 404", status)
+	}
+	if status, _, _ := e.call("GET", "/v1/attempts/stream", "", nil, nil); status != http.StatusUnauthorized {
+		t.Fatalf("no key: %d, want 401", status)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/v1/attempts/stream?status=failed&endpoint_id="+ep.ID, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	attempts := make(chan history.Attempt, 8)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var a history.Attempt
+				if json.Unmarshal([]byte(data), &a) == nil {
+					attempts <- a
+				}
+			}
+		}
+		close(attempts)
+	}()
+
+	// One success (filtered out: status=failed), then one failure.
+	e.must(202, "POST", "/v1/events", key, map[string]any{"id": "ok-1", "type": "post.published", "data": map[string]any{}}, nil)
+	e.must(202, "POST", "/v1/events", key, map[string]any{"id": "fail-1", "type": "post.fail", "data": map[string]any{}}, nil)
+	select {
+	case a, ok := <-attempts:
+		if !ok {
+			t.Fatal("the stream ended")
+		}
+		if a.EventID != "fail-1" || a.Status != history.StatusFailed || a.EndpointID != ep.ID || a.ResponseStatus != 500 || a.Number != 1 {
+			t.Fatalf("streamed %+v, want fail-1's failed attempt 1 with 500", a)
+		}
+	case <-ctx.Done():
+		t.Fatal("no attempt streamed")
+	}
+}

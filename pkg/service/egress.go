@@ -27,7 +27,7 @@ func egressPolicy(cfg Config, log zerolog.Logger) (*egress.Policy, []deliver.Opt
 		return nil, nil, err
 	}
 	pol := egress.New(append(opts, egress.Exempt(proxyDialAddr(u.Scheme, u.Hostname(), u.Port())))...)
-	logEgress(log, cfg, redactURL(u.String()))
+	logEgress(log, cfg, maskCredentials(u.String()))
 	return pol, []deliver.Option{deliver.WithDialContext(pol.DialContext), deliver.WithProxy(pol.Proxy(u))}, nil
 }
 

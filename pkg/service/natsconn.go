@@ -273,7 +273,7 @@ func (l *natsLink) connect(name string, opts ...nats.Option) (*nats.Conn, error)
 	}
 	nc, err := nats.Connect(l.cfg.NATSURL, append(all, l.extra...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", redactURL(l.cfg.NATSURL), err)
+		return nil, fmt.Errorf("connect %s: %w", maskCredentials(l.cfg.NATSURL), err)
 	}
 	return nc, nil
 }
@@ -325,7 +325,7 @@ func (l *natsLink) serveProducerAuth(ctx context.Context, wg *sync.WaitGroup, st
 			append(l.cfg.NATSClient.tlsOptions(), nats.UserInfo(l.cfg.NATSClient.SystemUser, l.cfg.NATSClient.SystemPassword))...)...)
 		if err != nil {
 			anc.Close()
-			return fmt.Errorf("connect %s as the system user: %w", redactURL(l.cfg.NATSURL), err)
+			return fmt.Errorf("connect %s as the system user: %w", maskCredentials(l.cfg.NATSURL), err)
 		}
 		conns = natsauth.SystemConns(snc)
 	default:

@@ -194,7 +194,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 		case <-ctx.Done():
 		}
 	}
-	log.Info().Str("http", info.HTTPAddr).Str("nats", redactURL(info.NATSURL)).Bool("redis", info.Redis).
+	log.Info().Str("http", info.HTTPAddr).Str("nats", maskCredentials(info.NATSURL)).Bool("redis", info.Redis).
 		Bool("api", cfg.Roles.API).Bool("router", cfg.Roles.Router).Bool("sender", cfg.Roles.Sender).
 		Str("version", version.Version).Msg("herald ready")
 	if ready != nil {
@@ -231,7 +231,7 @@ func natsOptions(log zerolog.Logger) []nats.Option {
 			log.Warn().Err(err).Msg("nats disconnected")
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
-			log.Info().Str("url", redactURL(c.ConnectedUrl())).Msg("nats reconnected")
+			log.Info().Str("url", maskCredentials(c.ConnectedUrl())).Msg("nats reconnected")
 		}),
 	}
 }
@@ -244,18 +244,28 @@ func connectRedis(ctx context.Context, cfg Config, log zerolog.Logger) *redis.Cl
 		log.Error().Err(err).Msg("REDIS_URL is not a redis:// URL; running without the Redis cache")
 		return nil
 	}
+	redis.SetLogger(redisLog{log.With().Str("component", "redis").Logger()})
 	rdb := redis.NewClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		if cfg.RedisOptional {
-			log.Warn().Str("redis", redactURL(cfg.RedisURL)).Msg("no Redis answers; using an in-process endpoint cache (fine for one process)")
+			log.Warn().Str("redis", maskCredentials(cfg.RedisURL)).Msg("no Redis answers; using an in-process endpoint cache (fine for one process)")
 			_ = rdb.Close()
 			return nil
 		}
-		log.Warn().Err(err).Str("redis", redactURL(cfg.RedisURL)).Msg("redis does not answer yet; reading endpoints from the store until it does")
+		log.Warn().Err(err).Str("redis", maskCredentials(cfg.RedisURL)).Msg("redis does not answer yet; reading endpoints from the store until it does")
 	}
 	return rdb
+}
+
+// redisLog makes go-redis's own notices (a pool that cannot dial, a
+// reconnect), which it writes to stderr as plain text by default, records
+// of the process logger like every other line.
+type redisLog struct{ log zerolog.Logger }
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn().Msg(fmt.Sprintf(format, v...))
 }
 
 // adminToken returns the configured operator token, or for the all-in-one
@@ -323,16 +333,4 @@ func splitHostPort(addr string) (string, int, error) {
 		return "", 0, fmt.Errorf("port %q: %w", p, err)
 	}
 	return host, port, nil
-}
-
-// redactURL drops credentials from a URL before it is logged.
-func redactURL(u string) string {
-	scheme, rest, ok := strings.Cut(u, "://")
-	if !ok {
-		return u
-	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		rest = "***@" + rest[at+1:]
-	}
-	return scheme + "://" + rest
 }

@@ -334,7 +334,8 @@ func (s setting) show(c *Config) string {
 	return v
 }
 
-// maskCredentials hides the user info of a URL (user:password@, token@).
+// maskCredentials hides the user info of a URL (user:password@, token@):
+// in herald config and in every log line that names a URL.
 // It masks from the first scheme to the last "@", so that in a list of
 // URLs (NATS_URL may hold several) a password holding "," or "@" is masked
 // whole, at the cost of the hosts between.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/history"
@@ -38,12 +39,7 @@ func (s *Server) noHistory(w http.ResponseWriter, r *http.Request) bool {
 func (s *Server) listAttempts(w http.ResponseWriter, r *http.Request) {
 	var errs valid.Errors
 	limit, cursor := listParams(w, r, &errs)
-	status := history.Status(r.URL.Query().Get("status"))
-	switch status {
-	case history.StatusAll, history.StatusFailed, history.StatusSucceeded:
-	default:
-		errs.Add("status", "must be failed or succeeded (or left out for both)")
-	}
+	status := statusParam(r.URL.Query(), &errs)
 	if history.CheckCursor(cursor) != nil {
 		errs.Add("cursor", "is not a cursor from a previous page's next_cursor")
 	}
@@ -102,6 +98,22 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
+// statusParam reads the status filter of an attempt listing or stream:
+// failed, succeeded, or absent for both.
+func statusParam(q url.Values, errs *valid.Errors) history.Status {
+	status := history.Status(q.Get("status"))
+	switch status {
+	case history.StatusAll, history.StatusFailed, history.StatusSucceeded:
+	default:
+		errs.Add("status", "must be failed or succeeded (or left out for both)")
+	}
+	return status
+}
+
+// followHeartbeat is how often an idle attempt stream sends a comment, so
+// that proxies do not close it.
+const followHeartbeat = 15 * time.Second
+
 // follower is the part of the history that streams attempts as they are
 // recorded (history.Reader).
 type follower interface {
@@ -111,18 +123,13 @@ type follower interface {
 // followAttempts streams the tenant's attempts as they are recorded, as
 // server-sent events: one "attempt" event per attempt, its data the
 // attempt as the history lists it, with a comment every
-// history.FollowHeartbeat so that an idle stream is not cut by a proxy.
+// followHeartbeat so that an idle stream is not cut by a proxy.
 // Filters: endpoint_id, event_type (a subscription filter such as post.*)
 // and status. `herald tail` reads it.
 func (s *Server) followAttempts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var errs valid.Errors
-	status := history.Status(q.Get("status"))
-	switch status {
-	case history.StatusAll, history.StatusFailed, history.StatusSucceeded:
-	default:
-		errs.Add("status", "must be failed or succeeded (or left out for both)")
-	}
+	status := statusParam(q, &errs)
 	var filters []string
 	if f := q.Get("event_type"); f != "" {
 		if err := match.ValidateFilter(f); err != nil {
@@ -167,7 +174,7 @@ func (s *Server) followAttempts(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
 	_ = rc.Flush()
-	beat := time.NewTicker(history.FollowHeartbeat)
+	beat := time.NewTicker(followHeartbeat)
 	defer beat.Stop()
 	for {
 		select {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -50,8 +49,3 @@ func (r *Reader) Follow(ctx context.Context, tenant, endpoint string, fn func(At
 		}
 	}
 }
-
-// FollowHeartbeat is how often a follower with nothing to show should tell
-// its client it is still there (the API writes an SSE comment), so that
-// proxies do not close an idle stream.
-const FollowHeartbeat = 15 * time.Second

@@ -4,7 +4,9 @@
 // each scenario on each with the load generator and sink of package bench,
 // measures the same machine's limit (signed POSTs straight to the sink),
 // balances every run's ledger, and writes bench/results/<date>-<scenario>
-// .json and .svg and the figures section of docs/performance.md.
+// .json and .svg and the figures section of docs/performance.md. The
+// scaling scenario runs on the separate deployment with 1, 2 and 4 senders
+// and prints what bound each run hit (scaling.go).
 //
 //	go run ./services/bench/runner --scenarios single,latency
 package main
@@ -25,12 +27,12 @@ import (
 
 func main() {
 	var (
-		scenarios   = flag.String("scenarios", "all", "comma-separated scenarios, or all: single,fanout,tenants,flaky,blackhole,latency,large")
+		scenarios   = flag.String("scenarios", "all", "comma-separated scenarios, or all: single,fanout,tenants,flaky,blackhole,latency,large,scaling (scaling runs on separate only, with 1, 2 and 4 senders)")
 		deployments = flag.String("deployments", "all-in-one,separate", "comma-separated: all-in-one, separate")
 		binDir      = flag.String("bin", "bin", "directory of herald, herald-ingest, herald-router, herald-sender (make build)")
 		natsServer  = flag.String("nats-server", "", "nats-server binary >= 2.12 (default: built from the module proxy and cached)")
 		redisServer = flag.String("redis-server", "", "redis-server binary (default: from PATH)")
-		senders     = flag.Int("senders", 2, "herald-sender processes in the separate deployment")
+		senders     = flag.Int("senders", 2, "herald-sender processes in the separate deployment (the scaling scenario runs 1, 2 and 4)")
 		via         = flag.String("via", "http", "how events reach Herald: http (POST /v1/events) or nats")
 		outDir      = flag.String("out", "bench/results", "where the JSON and SVG results go")
 		doc         = flag.String("doc", "docs/performance.md", "document whose bench section is rewritten (empty: none)")
@@ -121,9 +123,10 @@ func main() {
 	}
 	fmt.Printf("\nHerald bench, %s, %s (%.0f s)\n\n", date, machine, time.Since(start).Seconds())
 	bench.PrintTable(os.Stdout, runs)
+	bench.PrintScaling(os.Stdout, runs, heraldEnv)
 	if *doc != "" && len(runs) > 0 {
 		rel, _ := filepath.Rel(filepath.Dir(*doc), *outDir)
-		if err := bench.UpdateDoc(*doc, bench.Markdown(runs, machine, command, date, filepath.ToSlash(rel), scs)); err != nil {
+		if err := bench.UpdateDoc(*doc, bench.Markdown(runs, machine, command, date, filepath.ToSlash(rel), scs)+bench.ScalingMarkdown(runs, heraldEnv)); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: update", *doc+":", err)
 		} else {
 			fmt.Fprintf(os.Stderr, "updated %s\n", *doc)

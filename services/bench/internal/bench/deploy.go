@@ -53,6 +53,10 @@ type Stack struct {
 	NATSOptions []nats.Option
 	AdminToken  string
 	Procs       []*Proc // processes to measure; empty when in-process
+	// RedisAddr and NATSMonitor (http://host:port), when set, are read
+	// before and after each load phase for what it cost them (Traffic).
+	RedisAddr   string
+	NATSMonitor string
 	stop        func()
 	once        sync.Once
 }
@@ -75,11 +79,16 @@ func (s *Stack) Stop() {
 // Proc is a process of a deployment.
 type Proc struct {
 	Name      string
-	Herald    bool // a Herald process (else NATS or Redis)
+	Herald    bool   // a Herald process (else NATS or Redis)
+	URL       string // a Herald process's HTTP server: /readyz, /metrics
 	PprofAddr string
 	LogPath   string
 	cmd       *exec.Cmd
 	done      chan struct{}
+	exitErr   error // once done
+	// terminated marks a process stopped on purpose during a run
+	// (Terminate), which does not void it.
+	terminated bool
 }
 
 // Pid is the process id.
@@ -112,6 +121,15 @@ func (p *Proc) Tail(n int) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Terminate stops the process as an orchestrator scaling it down does
+// (SIGTERM, then SIGKILL after grace) during a run, which does not void
+// the run. It returns how the process exited: nil for status 0.
+func (p *Proc) Terminate(grace time.Duration) error {
+	p.terminated = true
+	p.stop(grace)
+	return p.exitErr
 }
 
 // stop sends SIGTERM and waits, then SIGKILL.
@@ -157,7 +175,7 @@ func startProc(dir, name string, herald bool, env []string, bin string, args ...
 		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
 	}
 	p := &Proc{Name: name, Herald: herald, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	go func() { p.exitErr = cmd.Wait(); f.Close(); close(p.done) }()
 	return p, nil
 }
 
@@ -266,7 +284,7 @@ func startHerald(ctx context.Context, o DeployOptions, name, bin string, env []s
 	if err != nil {
 		return nil, "", err
 	}
-	p.PprofAddr = pprofAddr
+	p.PprofAddr, p.URL = pprofAddr, "http://"+httpAddr
 	if err := p.waitReady(ctx, httpOK("http://"+httpAddr+"/readyz")); err != nil {
 		p.stop(5 * time.Second)
 		return nil, "", err
@@ -336,10 +354,18 @@ type Separate struct {
 	NATSServer  string // nats-server binary (>= 2.12)
 	RedisServer string // redis-server binary
 	Senders     int    // default 2
+	// Label, when set, is the deployment's name instead of "separate": the
+	// scaling scenario's runs say how many senders they have.
+	Label string
 }
 
 // Name implements Deployer.
-func (Separate) Name() string { return "separate" }
+func (d Separate) Name() string {
+	if d.Label != "" {
+		return d.Label
+	}
+	return "separate"
+}
 
 // Start implements Deployer.
 func (d Separate) Start(ctx context.Context, o DeployOptions) (st *Stack, err error) {
@@ -354,8 +380,12 @@ func (d Separate) Start(ctx context.Context, o DeployOptions) (st *Stack, err er
 		return nil, err
 	}
 	host, port, _ := net.SplitHostPort(natsAddr)
+	monPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
 	np, err := startProc(o.Dir, "nats-server", false, nil, d.NATSServer,
-		"-js", "-a", host, "-p", port, "-sd", filepath.Join(o.Dir, "nats"), "-n", "bench-nats")
+		"-js", "-a", host, "-p", port, "-m", strconv.Itoa(monPort), "-sd", filepath.Join(o.Dir, "nats"), "-n", "bench-nats")
 	if err != nil {
 		return nil, err
 	}
@@ -403,7 +433,8 @@ func (d Separate) Start(ctx context.Context, o DeployOptions) (st *Stack, err er
 		}
 		procs = append(procs, sp)
 	}
-	s := &Stack{Deployment: d.Name(), APIURL: api, NATSURL: natsURL, AdminToken: admin, Procs: procs}
+	s := &Stack{Deployment: d.Name(), APIURL: api, NATSURL: natsURL, AdminToken: admin, Procs: procs,
+		RedisAddr: redisAddr, NATSMonitor: fmt.Sprintf("http://%s:%d", host, monPort)}
 	s.stop = func() { stopAll(s.Procs) }
 	return s, nil
 }

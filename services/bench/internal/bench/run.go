@@ -37,6 +37,11 @@ type Options struct {
 	// HeraldEnv is passed to every Herald process (KEY=VALUE), after the
 	// bench's settings.
 	HeraldEnv []string
+	// During, when set, runs beside the main phase's load, from its start;
+	// the phase's books are balanced only after it returns, and its error
+	// voids the run. prefix is the phase's event id prefix. Tests use it to
+	// act on the deployment under load (stop a sender).
+	During func(ctx context.Context, st *Stack, sink *Sink, prefix string) error
 }
 
 // BaselineFigures are the signed POSTs straight to the sink: this
@@ -95,7 +100,9 @@ type PhaseResult struct {
 	BucketSeconds   float64       `json:"bucket_s"`
 	Series          []Point       `json:"series"`
 	BySize          []SizeFigures `json:"by_size,omitempty"`
-	Profiles        []string      `json:"profiles,omitempty"`
+	// Traffic is what the phase cost Redis and NATS (separate deployment).
+	Traffic  *Traffic `json:"traffic,omitempty"`
+	Profiles []string `json:"profiles,omitempty"`
 }
 
 // RunResult is one scenario on one deployment.
@@ -110,6 +117,8 @@ type RunResult struct {
 	Main        PhaseResult     `json:"main"`
 	// Control is the blackhole scenario's load without the blackhole.
 	Control *PhaseResult `json:"control,omitempty"`
+	// Senders is the count of herald-sender processes of a scaling run.
+	Senders int `json:"senders,omitempty"`
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -138,12 +147,14 @@ func Run(ctx context.Context, o Options, onScenario func(Scenario, []RunResult))
 	var all []RunResult
 	for _, sc := range o.Scenarios {
 		var runs []RunResult
-		for _, dep := range o.Deployers {
+		for _, pl := range plan(sc, o.Deployers) {
+			sc, dep := pl.sc, pl.dep
 			if ctx.Err() != nil {
 				return all, ctx.Err()
 			}
 			o.logf("== %s on %s: %s", sc.Name, dep.Name(), sc.Title)
 			r := RunScenario(ctx, o, sc, dep)
+			r.Senders = pl.senders
 			for _, n := range r.Notes {
 				o.logf("   note: %s", n)
 			}
@@ -287,7 +298,7 @@ func RunScenario(ctx context.Context, o Options, sc Scenario, dep Deployer) (res
 		}
 	}
 	for _, p := range st.Procs {
-		if p.Exited() {
+		if p.Exited() && !p.terminated {
 			res.VoidReasons = append(res.VoidReasons, p.Name+" exited during the run; last lines:\n"+p.Tail(10))
 		}
 	}
@@ -333,7 +344,7 @@ func setup(ctx context.Context, api *API, sink *Sink, sinkURL string, sc Scenari
 				typ = "bench.fanout"
 			}
 			key := fmt.Sprintf("/e/%s/t%d/e%d", runID, t, e)
-			x := ep{tenant: t, index: e, key: key, typ: typ,
+			x := ep{tenant: t, index: e, key: key, typ: typ, b: Behavior{Stall: sc.Stall},
 				spec: EndpointSpec{Name: key, URL: sinkURL + key, Events: []string{typ}}}
 			if sc.FailFirstEvery > 0 && (t*sc.Endpoints+e)%sc.FailFirstEvery == 0 {
 				x.b.FailFirst = true
@@ -526,6 +537,12 @@ func runPhase(ctx context.Context, o Options, sc Scenario, st *Stack, sink *Sink
 		before[p], _ = ReadProc(p.Pid())
 	}
 	self0, _ := ReadProc(os.Getpid())
+	traffic0 := readTraffic(st)
+	var during chan error
+	if o.During != nil && ph.name == "main" {
+		during = make(chan error, 1)
+		go func() { during <- o.During(ctx, st, sink, prefix) }()
+	}
 	var profWG sync.WaitGroup
 	if o.PprofDir != "" {
 		secs := int(math.Ceil(sc.Duration.Seconds()))
@@ -574,6 +591,10 @@ func runPhase(ctx context.Context, o Options, sc Scenario, st *Stack, sink *Sink
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	var duringErr error
+	if during != nil {
+		duringErr = <-during
+	}
 	time.Sleep(250 * time.Millisecond) // duplicates at the edge are counted too
 	cutoff := time.Now()
 	o.logf("   %s: load %.1f s (%d sent, %d accepted), drained %.1f s later", ph.name, sum.End.Sub(sum.Start).Seconds(), sum.Sent, sum.Accepted, cutoff.Sub(loadEnd).Seconds())
@@ -587,6 +608,10 @@ func runPhase(ctx context.Context, o Options, sc Scenario, st *Stack, sink *Sink
 	}
 	an := ledger.Reconcile(sink.Records(prefix), dead, sum.Start, bucket)
 	pr.Ledger = an.Report
+	if duringErr != nil {
+		pr.Ledger.Void, pr.Ledger.Reasons = true, append(pr.Ledger.Reasons, "during the load: "+duringErr.Error())
+	}
+	pr.Traffic = readTraffic(st).since(traffic0, an.Report.Delivered)
 	pr.LatencyMs = an.Latency.Summary()
 	pr.FromAckMs = an.FromAck.Summary()
 	pr.Series = an.Series

@@ -41,6 +41,13 @@ type Scenario struct {
 	Baseline      time.Duration
 	MaxEventBytes int64  // HERALD_MAX_EVENT_BYTES for this scenario
 	RetrySchedule string // HERALD_RETRY_SCHEDULE; "": Herald's default
+	// Stall makes every endpoint answer after this long: slow receivers,
+	// whose requests hold sender workers and endpoint slots (scaling.go).
+	Stall time.Duration
+	// Senders, when set, runs the scenario on the separate deployment once
+	// per count of herald-sender processes, and on no other deployment: the
+	// scaling figures (scaling.go).
+	Senders []int
 }
 
 // Size selects how big the scenarios are.
@@ -82,6 +89,7 @@ func Scenarios(size Size) []Scenario {
 		{Name: "large", Title: "1 MiB and 5 MiB events mixed with 1 KiB ones, HERALD_MAX_EVENT_BYTES raised",
 			Tenants: 1, Endpoints: 1, Sizes: []SizeClass{{kib, 90}, {mib, 7}, {5 * mib, 3}},
 			Concurrency: 4, Duration: 4 * time.Second, Count: 300, MaxEventBytes: 6*mib + 64*kib},
+		scalingScenario,
 	}
 	for i := range full {
 		if full[i].Drain == 0 {
@@ -106,6 +114,7 @@ func Scenarios(size Size) []Scenario {
 		"large": func(s *Scenario) {
 			s.Sizes, s.Count, s.Concurrency = []SizeClass{{kib, 4}, {mib, 1}, {5 * mib, 1}}, 6, 2
 		},
+		"scaling": scalingSmoke,
 	}
 	out := make([]Scenario, 0, len(full))
 	for _, s := range full {

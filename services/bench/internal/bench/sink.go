@@ -100,6 +100,11 @@ type Record struct {
 	Bytes      int32 `json:"bytes"`
 }
 
+// StatusClientGone is the Status of a record whose sender closed the
+// connection before the sink answered (nginx's 499): received, not
+// accepted.
+const StatusClientGone = 499
+
 // OK reports whether the sink accepted the request (2xx).
 func (r Record) OK() bool { return r.Status >= 200 && r.Status < 300 }
 
@@ -381,7 +386,12 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		t := time.NewTimer(stall)
 		select {
 		case <-r.Context().Done():
+			// The sender gave up (or stopped) before the answer: recorded,
+			// never answered, so that a request sent again shows as a
+			// second request of the pair.
 			t.Stop()
+			rec.Status = StatusClientGone
+			s.add(rec, false)
 			return
 		case <-t.C:
 		}

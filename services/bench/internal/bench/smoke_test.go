@@ -27,6 +27,9 @@ func TestSmoke(t *testing.T) {
 	start := time.Now()
 	out := t.TempDir()
 	for _, sc := range Scenarios(Smoke) {
+		if len(sc.Senders) > 0 {
+			continue // TestScaling runs it, on processes
+		}
 		deps := []bool{false}
 		if sc.Name == "single" || sc.Name == "flaky" || sc.Name == "blackhole" {
 			deps = append(deps, true) // the separate roles too, on an external NATS and Redis

@@ -164,7 +164,7 @@ func TestSelect(t *testing.T) {
 	if _, err := Select(all, "single,nope"); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Fatalf("unknown scenario: %v", err)
 	}
-	if got, _ := Select(all, "all"); len(got) != 7 {
+	if got, _ := Select(all, "all"); len(got) != 8 {
 		t.Fatalf("all: %d", len(got))
 	}
 	for _, s := range append(Scenarios(Full), Scenarios(Smoke)...) {

@@ -1,0 +1,433 @@
+package bench
+
+// The scaling scenario: does adding herald-sender processes add
+// deliveries per second, and what stops it? Slow receivers make the
+// question sharp: a request answered in 50 ms holds a sender worker and
+// an endpoint slot for 50 ms, so one sender can carry at most its
+// workers / 50 ms, and the endpoints at most endpoints × cap / 50 ms,
+// whatever the CPU. The report computes both bounds, the CPU each process
+// used while delivering, and names the bound a run hit.
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/heraldhq/herald/pkg/limit"
+	"github.com/heraldhq/herald/pkg/sender"
+)
+
+// scalingScenario: each event fans out to 200 endpoints answering in
+// 50 ms, on separate processes with 1, 2 and 4 senders. Fan-out keeps
+// ingest and the router cheap per delivery, so the senders, NATS and
+// Redis are what is measured. Count is per sender: a run that scales
+// linearly lasts as long with 4 senders as with 1.
+var scalingScenario = Scenario{
+	Name:    "scaling",
+	Title:   "senders scaling out: each event to 200 endpoints answering in 50 ms, separate processes with 1, 2 and 4 herald-senders",
+	Tenants: 1, Endpoints: 200, Fanout: true, Stall: 50 * time.Millisecond,
+	Sizes: []SizeClass{{Bytes: kib, Weight: 1}}, Concurrency: 8, Duration: 30 * time.Second,
+	Count: 40, Drain: 90 * time.Second, Senders: []int{1, 2, 4},
+}
+
+// scalingSmoke keeps the shape (200 endpoints, 50 ms) with few events.
+func scalingSmoke(s *Scenario) { s.Count, s.Concurrency = 5, 4 }
+
+// planned is one run of a scenario on a deployment.
+type planned struct {
+	sc      Scenario
+	dep     Deployer
+	senders int // herald-sender processes of a scaling run; 0 otherwise
+}
+
+// plan lists the runs of a scenario: one per deployment, except that a
+// scenario with Senders runs on the separate deployment only, once per
+// sender count, with Count events per sender.
+func plan(sc Scenario, deps []Deployer) []planned {
+	if len(sc.Senders) == 0 {
+		out := make([]planned, len(deps))
+		for i, d := range deps {
+			out[i] = planned{sc: sc, dep: d}
+		}
+		return out
+	}
+	var out []planned
+	for _, d := range deps {
+		sep, ok := d.(Separate)
+		if !ok {
+			continue
+		}
+		for _, n := range sc.Senders {
+			s := sc
+			s.Count = sc.Count * n
+			sep.Senders, sep.Label = n, ScalingLabel(n)
+			out = append(out, planned{sc: s, dep: sep, senders: n})
+		}
+	}
+	return out
+}
+
+// ScalingLabel names the separate deployment with n senders.
+func ScalingLabel(n int) string {
+	if n == 1 {
+		return "separate, 1 sender"
+	}
+	return fmt.Sprintf("separate, %d senders", n)
+}
+
+// Traffic is what a load phase cost the shared servers, read from Redis's
+// INFO commandstats and nats-server's /varz before and after it.
+type Traffic struct {
+	// RedisCalls counts commands by name (INFO itself left out).
+	RedisCalls            map[string]int64 `json:"redis_calls,omitempty"`
+	RedisCallsPerDelivery float64          `json:"redis_calls_per_delivery,omitempty"`
+	// NATS messages and bytes into and out of the server (every client:
+	// publishes, deliveries to consumers, acks, API requests).
+	NATSInMsgs           int64   `json:"nats_in_msgs,omitempty"`
+	NATSOutMsgs          int64   `json:"nats_out_msgs,omitempty"`
+	NATSInBytes          int64   `json:"nats_in_bytes,omitempty"`
+	NATSOutBytes         int64   `json:"nats_out_bytes,omitempty"`
+	NATSMsgsPerDelivery  float64 `json:"nats_msgs_per_delivery,omitempty"`
+	NATSBytesPerDelivery float64 `json:"nats_bytes_per_delivery,omitempty"`
+}
+
+type trafficSample struct {
+	redis map[string]int64
+	nats  *natsVarz
+}
+
+type natsVarz struct {
+	InMsgs   int64 `json:"in_msgs"`
+	OutMsgs  int64 `json:"out_msgs"`
+	InBytes  int64 `json:"in_bytes"`
+	OutBytes int64 `json:"out_bytes"`
+}
+
+// readTraffic samples the stack's Redis and NATS counters, where it knows
+// them; what cannot be read is left out.
+func readTraffic(st *Stack) trafficSample {
+	var s trafficSample
+	if st.RedisAddr != "" {
+		s.redis, _ = redisCommandStats(st.RedisAddr)
+	}
+	if st.NATSMonitor != "" {
+		var v natsVarz
+		if err := getJSON(st.NATSMonitor+"/varz", &v); err == nil {
+			s.nats = &v
+		}
+	}
+	return s
+}
+
+// since is the traffic from s0 to s, per delivery too; nil when nothing
+// was read.
+func (s trafficSample) since(s0 trafficSample, delivered int) *Traffic {
+	if s.redis == nil && s.nats == nil {
+		return nil
+	}
+	t := &Traffic{}
+	per := func(n int64) float64 {
+		if delivered == 0 {
+			return 0
+		}
+		return round2(float64(n) / float64(delivered))
+	}
+	if s.redis != nil && s0.redis != nil {
+		t.RedisCalls = map[string]int64{}
+		var sum int64
+		for cmd, n := range s.redis {
+			if d := n - s0.redis[cmd]; d > 0 && cmd != "info" {
+				t.RedisCalls[cmd] = d
+				sum += d
+			}
+		}
+		t.RedisCallsPerDelivery = per(sum)
+	}
+	if s.nats != nil && s0.nats != nil {
+		t.NATSInMsgs, t.NATSOutMsgs = s.nats.InMsgs-s0.nats.InMsgs, s.nats.OutMsgs-s0.nats.OutMsgs
+		t.NATSInBytes, t.NATSOutBytes = s.nats.InBytes-s0.nats.InBytes, s.nats.OutBytes-s0.nats.OutBytes
+		t.NATSMsgsPerDelivery = per(t.NATSInMsgs + t.NATSOutMsgs)
+		t.NATSBytesPerDelivery = per(t.NATSInBytes + t.NATSOutBytes)
+	}
+	return t
+}
+
+// redisCommandStats reads INFO commandstats: calls per command.
+func redisCommandStats(addr string) (map[string]int64, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, "INFO commandstats\r\n"); err != nil {
+		return nil, err
+	}
+	r := bufio.NewReader(c)
+	head, err := r.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(head, "$") {
+		return nil, fmt.Errorf("redis answered %q", strings.TrimSpace(head))
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(head[1:]))
+	if err != nil {
+		return nil, err
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, err
+	}
+	return parseCommandStats(string(body)), nil
+}
+
+// parseCommandStats reads lines "cmdstat_evalsha:calls=12,usec=...".
+func parseCommandStats(info string) map[string]int64 {
+	out := map[string]int64{}
+	for line := range strings.SplitSeq(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		for kv := range strings.SplitSeq(rest, ",") {
+			if v, ok := strings.CutPrefix(kv, "calls="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				out[strings.TrimPrefix(name, "cmdstat_")] = n
+			}
+		}
+	}
+	return out
+}
+
+func getJSON(url string, v any) error {
+	resp, err := probe.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// ScalingRow is one run of the scaling scenario, worked out.
+type ScalingRow struct {
+	Senders     int
+	PerSec      float64 // deliveries/s
+	Speedup     float64 // over the run with the fewest senders, per sender
+	SlotBound   float64 // senders × workers / stall
+	CapBound    float64 // endpoints × cap / stall
+	MachineCPU  float64 // share of all cores busy while delivering, 0..1
+	Procs       []ProcFigures
+	SenderMicro float64 // CPU µs of all senders per delivery
+	TotalMicro  float64 // CPU µs of every process of the deployment per delivery
+	Traffic     *Traffic
+	Bound       string
+	Void        bool
+}
+
+// ScalingSettings are the settings that bound a slow receiver's
+// throughput: Herald's defaults unless env (KEY=VALUE, as passed to every
+// Herald process) sets them.
+func ScalingSettings(env []string) (workers, endpointCap int) {
+	workers, endpointCap = sender.DefaultWorkers, limit.DefaultConcurrency
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			continue
+		}
+		switch k {
+		case "HERALD_SENDER_WORKERS":
+			workers = n
+		case "HERALD_ENDPOINT_CONCURRENCY":
+			endpointCap = n
+		}
+	}
+	return workers, endpointCap
+}
+
+// Scaling works out the scaling scenario's runs, in sender order; env is
+// what every Herald process was given.
+func Scaling(runs []RunResult, env []string) []ScalingRow {
+	workers, endpointCap := ScalingSettings(env)
+	sc := scalingScenario
+	var rows []ScalingRow
+	for _, r := range runs {
+		if r.Scenario != sc.Name || r.Senders == 0 || r.Error != "" {
+			continue
+		}
+		m := r.Main
+		row := ScalingRow{Senders: r.Senders, PerSec: m.DeliveredPerSec, Traffic: m.Traffic, Void: r.Void,
+			SlotBound:  float64(r.Senders*workers) / sc.Stall.Seconds(),
+			CapBound:   float64(sc.Endpoints*endpointCap) / sc.Stall.Seconds(),
+			TotalMicro: m.DeployCPUMicros}
+		// CPU over the delivering, not the drain's tail.
+		wall := m.WallSeconds
+		var busy, senders float64
+		for _, p := range m.Processes {
+			q := p
+			if wall > 0 {
+				q.CPUPercent = round2(100 * p.CPUSeconds / wall)
+			}
+			row.Procs = append(row.Procs, q)
+			busy += p.CPUSeconds
+			if strings.HasPrefix(p.Name, "herald-sender") {
+				senders += p.CPUSeconds
+			}
+		}
+		if wall > 0 {
+			row.MachineCPU = busy / wall / float64(runtime.NumCPU())
+		}
+		if d := m.Ledger.Delivered; d > 0 {
+			row.SenderMicro = senders * 1e6 / float64(d)
+		}
+		row.Bound = row.bound()
+		rows = append(rows, row)
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Senders < rows[j].Senders })
+	if len(rows) > 0 && rows[0].PerSec > 0 {
+		for i := range rows {
+			rows[i].Speedup = rows[i].PerSec / rows[0].PerSec * float64(rows[0].Senders)
+		}
+	}
+	return rows
+}
+
+// bound names what limited the run: a slot bound it came within 80 % of,
+// else the CPU (the machine's cores 85 % busy, or one process using all it
+// can: Redis one core, the others every core), else nothing measured here.
+func (r ScalingRow) bound() string {
+	slots := r.SlotBound <= r.CapBound
+	hard := min(r.SlotBound, r.CapBound)
+	if r.PerSec >= 0.8*hard {
+		if slots {
+			return fmt.Sprintf("worker slots: %d sender(s) × workers / 50 ms = %s/s", r.Senders, fmtRate(r.SlotBound))
+		}
+		return fmt.Sprintf("endpoint cap: 200 endpoints × cap / 50 ms = %s/s", fmtRate(r.CapBound))
+	}
+	procs := slices.Clone(r.Procs)
+	sort.Slice(procs, func(i, j int) bool { return procs[i].CPUPercent > procs[j].CPUPercent })
+	var top []string
+	for _, p := range procs[:min(3, len(procs))] {
+		top = append(top, fmt.Sprintf("%s %.0f %%", p.Name, p.CPUPercent))
+	}
+	for _, p := range procs {
+		if p.Name == "redis-server" && p.CPUPercent >= 90 {
+			return fmt.Sprintf("CPU of redis-server, single-threaded (%.0f %% of a core)", p.CPUPercent)
+		}
+	}
+	cores := runtime.NumCPU()
+	if r.MachineCPU >= 0.85 {
+		return fmt.Sprintf("CPU: the machine's %d cores %.0f %% busy (most: %s)", cores, 100*r.MachineCPU, strings.Join(top, ", "))
+	}
+	for _, p := range procs {
+		if p.CPUPercent >= 90*float64(cores) {
+			return fmt.Sprintf("CPU of %s (%.0f %%)", p.Name, p.CPUPercent)
+		}
+	}
+	return fmt.Sprintf("none of these: %.0f %% of the CPU busy, %.0f %% of the slots (most CPU: %s)", 100*r.MachineCPU, 100*r.PerSec/hard, strings.Join(top, ", "))
+}
+
+func (r ScalingRow) redisLine() string {
+	if r.Traffic == nil || len(r.Traffic.RedisCalls) == 0 {
+		return "-"
+	}
+	type kv struct {
+		k string
+		n int64
+	}
+	var cmds []kv
+	for k, n := range r.Traffic.RedisCalls {
+		cmds = append(cmds, kv{k, n})
+	}
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].n > cmds[j].n })
+	var parts []string
+	total := r.Traffic.RedisCallsPerDelivery
+	var sum int64
+	for _, c := range cmds {
+		sum += c.n
+	}
+	for _, c := range cmds[:min(4, len(cmds))] {
+		parts = append(parts, fmt.Sprintf("%s %.2f", strings.ToUpper(c.k), total*float64(c.n)/float64(sum)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (r ScalingRow) procLine() string {
+	var parts []string
+	for _, p := range r.Procs {
+		parts = append(parts, fmt.Sprintf("%s %.0f %%", p.Name, p.CPUPercent))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// PrintScaling writes the scaling table, if runs hold the scenario.
+func PrintScaling(w io.Writer, runs []RunResult, env []string) {
+	rows := Scaling(runs, env)
+	if len(rows) == 0 {
+		return
+	}
+	workers, endpointCap := ScalingSettings(env)
+	fmt.Fprintf(w, "\nScaling senders (200 endpoints answering in 50 ms; %d workers per sender, cap %d per endpoint; %d CPUs):\n", workers, endpointCap, runtime.NumCPU())
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "senders\tdelivered/s\tspeedup\tslot bound/s\tcap bound/s\tmachine CPU\tsender µs/delivery\tall µs/delivery\tRedis calls/delivery\tNATS msgs/delivery\t")
+	for _, r := range rows {
+		redis, nats := "-", "-"
+		if r.Traffic != nil {
+			redis, nats = fmt.Sprintf("%.2f", r.Traffic.RedisCallsPerDelivery), fmt.Sprintf("%.1f", r.Traffic.NATSMsgsPerDelivery)
+		}
+		void := ""
+		if r.Void {
+			void = " VOID"
+		}
+		fmt.Fprintf(tw, "%d\t%s%s\t%.2f×\t%s\t%s\t%.0f %%\t%.0f\t%.0f\t%s\t%s\t\n", r.Senders, fmtRate(r.PerSec), void, r.Speedup,
+			fmtRate(r.SlotBound), fmtRate(r.CapBound), 100*r.MachineCPU, r.SenderMicro, r.TotalMicro, redis, nats)
+	}
+	tw.Flush()
+	for _, r := range rows {
+		fmt.Fprintf(w, "  %d: bound: %s\n", r.Senders, r.Bound)
+		fmt.Fprintf(w, "     CPU while delivering (%% of one core): %s\n", r.procLine())
+		fmt.Fprintf(w, "     Redis calls per delivery: %s\n", r.redisLine())
+	}
+}
+
+// ScalingMarkdown is the scaling table for a document; "" without the
+// scenario.
+func ScalingMarkdown(runs []RunResult, env []string) string {
+	rows := Scaling(runs, env)
+	if len(rows) == 0 {
+		return ""
+	}
+	workers, endpointCap := ScalingSettings(env)
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nScaling senders: 200 endpoints answering in 50 ms, %d workers per sender, cap %d per endpoint, %d CPUs. "+
+		"Speedup is deliveries/s over the 1-sender run's; CPU is over the time spent delivering.\n\n", workers, endpointCap, runtime.NumCPU())
+	b.WriteString("| senders | delivered/s | speedup | slot bound/s | cap bound/s | machine CPU | sender µs/delivery | all µs/delivery | Redis calls/delivery | NATS msgs/delivery | bound | CPU per process (% of a core) |\n")
+	b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n")
+	for _, r := range rows {
+		redis, nats := "", ""
+		if r.Traffic != nil {
+			redis, nats = fmt.Sprintf("%.2f (%s)", r.Traffic.RedisCallsPerDelivery, r.redisLine()), fmt.Sprintf("%.1f", r.Traffic.NATSMsgsPerDelivery)
+		}
+		per := fmtRate(r.PerSec)
+		if r.Void {
+			per += " **VOID**"
+		}
+		fmt.Fprintf(&b, "| %d | %s | %.2f× | %s | %s | %.0f %% | %.0f | %.0f | %s | %s | %s | %s |\n", r.Senders, per, r.Speedup,
+			fmtRate(r.SlotBound), fmtRate(r.CapBound), 100*r.MachineCPU, r.SenderMicro, r.TotalMicro, redis, nats, r.Bound, r.procLine())
+	}
+	return b.String()
+}

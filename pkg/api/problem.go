@@ -85,3 +85,13 @@ func invalid(w http.ResponseWriter, r *http.Request, err error) bool {
 		Detail: "one or more fields are invalid", Errors: ve})
 	return true
 }
+
+// Starting answers every request with 503 and Retry-After, as a problem
+// document: what a process serves in the API's place while it is still
+// connecting to NATS and setting up its streams, so that a client told to
+// come back (rather than a 404 of an unknown route) does.
+func Starting() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		unavailable(w, r, "Herald is starting; try again shortly")
+	})
+}

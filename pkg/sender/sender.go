@@ -145,6 +145,9 @@ type Sender struct {
 	once  sync.Once
 	// consuming counts the consumers pulling; ready closes when both do.
 	consuming atomic.Int32
+	// fetchErr is the outcome of the last fetch from DELIVERIES (see
+	// Fetching).
+	fetchErr atomic.Pointer[error]
 }
 
 // Option configures a Sender.
@@ -231,6 +234,7 @@ func New(js jetstream.JetStream, eps Endpoints, opts ...Option) *Sender {
 		log: zerolog.Nop(), rnd: rand.Float64, now: time.Now, ready: make(chan struct{}),
 	}
 	s.endpoints.handoff = defaultHandoff
+	s.fetched(errNotFetching)
 	for _, o := range opts {
 		o(s)
 	}
@@ -242,6 +246,26 @@ func New(js jetstream.JetStream, eps Endpoints, opts ...Option) *Sender {
 
 // Ready is closed once the sender consumes from both its consumers.
 func (s *Sender) Ready() <-chan struct{} { return s.ready }
+
+// Errors of Fetching before the first fetch and after Run's end.
+var (
+	errNotFetching = errors.New("not fetching jobs yet")
+	errStopped     = errors.New("stopped fetching jobs")
+)
+
+// Fetching reports whether the sender can fetch jobs now: nil when its
+// last fetch from DELIVERIES worked (one that found nothing too), that
+// fetch's error otherwise, or why it does not fetch (not yet, stopped). It
+// is the sender's readiness: a sender whose consumer is gone or whose
+// fetches fail works nothing, whatever its connection says.
+func (s *Sender) Fetching() error {
+	if p := s.fetchErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (s *Sender) fetched(err error) { s.fetchErr.Store(&err) }
 
 // Run works jobs until ctx ends, then lets requests in flight finish and
 // acks or redelivers each: a graceful stop loses nothing. A lost consumer is
@@ -263,6 +287,7 @@ func (s *Sender) Run(ctx context.Context) error {
 		dueErr = bus.Consume(ctx, s.log, "sender (due)", func(ctx context.Context) error { return s.consumeDue(ctx, cc, slots, &wg) })
 	}()
 	err := bus.Consume(ctx, s.log, "sender", func(ctx context.Context) error { return s.consume(ctx, cc, slots, &wg) })
+	s.fetched(errStopped)
 	wg.Wait()
 	return errors.Join(err, dueErr)
 }
@@ -290,8 +315,10 @@ func (s *Sender) sweepEndpoints(ctx context.Context) {
 func (s *Sender) consume(ctx context.Context, cc bus.SenderConsumerConfig, slots chan struct{}, wg *sync.WaitGroup) error {
 	cons, err := bus.SenderConsumer(ctx, s.js, cc)
 	if err != nil {
+		s.fetched(err)
 		return err
 	}
+	s.fetched(nil) // the consumer answered: fetching works until a fetch says otherwise
 	s.consumingNow()
 	for {
 		select {
@@ -318,7 +345,9 @@ func (s *Sender) consume(ctx context.Context, cc bus.SenderConsumerConfig, slots
 		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(50*time.Millisecond))
 		if err != nil {
 			release(slots, n)
-			return fmt.Errorf("fetch jobs: %w", err)
+			err = fmt.Errorf("fetch jobs: %w", err)
+			s.fetched(err)
+			return err
 		}
 		got := 0
 		for msg := range batch.Messages() {
@@ -332,8 +361,11 @@ func (s *Sender) consume(ctx context.Context, cc bus.SenderConsumerConfig, slots
 		}
 		release(slots, n-got)
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("fetch jobs: %w", err)
+			err = fmt.Errorf("fetch jobs: %w", err)
+			s.fetched(err)
+			return err
 		}
+		s.fetched(nil)
 	}
 }
 

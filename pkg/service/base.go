@@ -200,7 +200,12 @@ func (b *base) component(name string) zerolog.Logger {
 	return b.log.With().Str("component", name).Logger()
 }
 
-// checks are the readiness checks every process has.
+// checks are the readiness checks every process has: what every role
+// needs to work (NATS, JetStream, the endpoint change watch, the streams).
+// Redis is optional: without it the endpoint cache reads the store, limits
+// and breakers hold per process and intake goes on, so its failure shows as
+// degraded in /readyz and leaves the process ready. A Redis blip must not
+// take every ingest pod out of its Service.
 func (b *base) checks() []health.Check {
 	checks := []health.Check{
 		{Name: "nats", Fn: func(context.Context) error {
@@ -221,7 +226,7 @@ func (b *base) checks() []health.Check {
 		}},
 	}
 	if b.rdb != nil {
-		checks = append(checks, health.Check{Name: "redis", Fn: func(ctx context.Context) error {
+		checks = append(checks, health.Check{Name: "redis", Optional: true, Fn: func(ctx context.Context) error {
 			return b.rdb.Ping(ctx).Err()
 		}})
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/api"
 	"github.com/heraldhq/herald/pkg/dlq"
+	"github.com/heraldhq/herald/pkg/health"
 	"github.com/heraldhq/herald/pkg/history"
 	"github.com/heraldhq/herald/pkg/ingest"
 	"github.com/heraldhq/herald/pkg/ops"
@@ -59,8 +60,8 @@ func (b *base) routerRole() []part {
 }
 
 // senderRole signs and sends jobs, and releases the jobs of endpoints
-// resumed after a pause.
-func (b *base) senderRole() []part {
+// resumed after a pause. Its readiness check is that it can fetch jobs.
+func (b *base) senderRole() ([]part, health.Check) {
 	cfg := b.cfg
 	lim := b.limits
 	s := sender.New(b.js, b.cache,
@@ -85,7 +86,7 @@ func (b *base) senderRole() []part {
 	return []part{
 		{name: "sender", run: s.Run, ready: s.Ready()},
 		{name: "hold", run: b.held.Run},
-	}
+	}, health.Check{Name: "sender", Fn: func(context.Context) error { return s.Fetching() }}
 }
 
 // apiRole serves the HTTP API (intake and management) and runs replays of

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/api"
@@ -125,27 +126,65 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 		return err
 	}
 	defer startPprof(cfg.PprofAddr, log)() // HERALD_PPROF_ADDR: opt-in profiling (pprof.go)
+
+	// The HTTP server comes first, so that the probes answer while the
+	// process waits for NATS: live at once, started and ready once
+	// everything below is (package health says what each probe means).
+	probes := health.New()
+	mux := http.NewServeMux()
+	probes.Register(mux)
+	var apiHandler atomic.Pointer[http.Handler]
+	if cfg.Roles.API {
+		starting := api.Starting()
+		mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if h := apiHandler.Load(); h != nil {
+				(*h).ServeHTTP(w, r)
+				return
+			}
+			starting.ServeHTTP(w, r)
+		}))
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		// Above the API's own limit, which it answers with a problem
+		// document; net/http answers past this one in plain text.
+		MaxHeaderBytes: api.ServerMaxHeaderBytes,
+	}
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(ln) }()
+	defer srv.Close() // on an error below; a no-op after the graceful Shutdown
+
 	b, err := openBase(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer b.close()
+	info := b.info
+	info.HTTPAddr = ln.Addr().String()
 
 	parts := b.shared()
+	var checks []health.Check
 	if cfg.Roles.Router {
 		parts = append(parts, b.routerRole()...)
 	}
 	if cfg.Roles.Sender {
-		parts = append(parts, b.senderRole()...)
+		ps, check := b.senderRole()
+		parts = append(parts, ps...)
+		checks = append(checks, check)
 	}
-	mux := http.NewServeMux()
-	health.Register(mux, b.checks()...)
 	if cfg.Roles.API {
 		h, ps, err := b.apiRole(ctx)
 		if err != nil {
 			return err
 		}
-		mux.Handle("/", h)
+		apiHandler.Store(&h)
 		parts = append(parts, ps...)
 	}
 	parts = append(parts, b.keeperPart()) // after the roles registered what they do when DELIVERIES is lost
@@ -167,24 +206,6 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 		}()
 	}
 
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
-	}
-	info := b.info
-	info.HTTPAddr = ln.Addr().String()
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		// Above the API's own limit, which it answers with a problem
-		// document; net/http answers past this one in plain text.
-		MaxHeaderBytes: api.ServerMaxHeaderBytes,
-	}
-	srvErr := make(chan error, 1)
-	go func() { srvErr <- srv.Serve(ln) }()
-
 	for _, p := range parts {
 		if p.ready == nil {
 			continue
@@ -194,6 +215,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 		case <-ctx.Done():
 		}
 	}
+	probes.Started(append(b.checks(), checks...)...)
 	log.Info().Str("http", info.HTTPAddr).Str("nats", maskCredentials(info.NATSURL)).Bool("redis", info.Redis).
 		Bool("api", cfg.Roles.API).Bool("router", cfg.Roles.Router).Bool("sender", cfg.Roles.Sender).
 		Str("version", version.Version).Msg("herald ready")

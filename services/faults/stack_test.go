@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -352,14 +351,22 @@ func (s *Stack) saveLogs(t *testing.T) {
 
 // readyz is the status of GET /readyz, or 0 when it does not answer.
 func readyz(p *testenv.Process) int {
+	st, _ := readyzChecks(p)
+	return st
+}
+
+// readyzChecks is the status of GET /readyz and its checks (name: "ok",
+// an error, or "degraded: " and an error), or 0 when it does not answer.
+func readyzChecks(p *testenv.Process) (int, map[string]string) {
 	c := http.Client{Timeout: 3 * time.Second}
 	resp, err := c.Get(p.URL() + "/readyz")
 	if err != nil {
-		return 0
+		return 0, nil
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
+	var v struct{ Checks map[string]string }
+	_ = json.NewDecoder(resp.Body).Decode(&v)
+	return resp.StatusCode, v.Checks
 }
 
 // waitReadyz waits until every process answers /readyz with want and
@@ -367,9 +374,22 @@ func readyz(p *testenv.Process) int {
 // the test: readiness must be reported, not timed out.
 func (s *Stack) waitReadyz(t *testing.T, procs []*testenv.Process, want int, within time.Duration) time.Duration {
 	t.Helper()
+	return s.waitReadyzWith(t, procs, within, func(st int, _ map[string]string) bool { return st == want },
+		fmt.Sprintf("want %d", want))
+}
+
+// waitReadyzWith waits until every process's /readyz answer satisfies ok
+// and returns how long that took; what says what ok wants, for the error.
+func (s *Stack) waitReadyzWith(t *testing.T, procs []*testenv.Process, within time.Duration, ok func(int, map[string]string) bool, what string) time.Duration {
+	t.Helper()
 	start := time.Now()
 	var mu sync.Mutex
-	got := map[string]int{}
+	type answer struct {
+		status int
+		checks map[string]string
+		ok     bool
+	}
+	got := map[string]answer{}
 	var wg sync.WaitGroup
 	for _, p := range procs {
 		wg.Add(1)
@@ -377,11 +397,12 @@ func (s *Stack) waitReadyz(t *testing.T, procs []*testenv.Process, want int, wit
 			defer wg.Done()
 			deadline := start.Add(within)
 			for {
-				st := readyz(p)
+				st, checks := readyzChecks(p)
+				a := answer{st, checks, ok(st, checks)}
 				mu.Lock()
-				got[s.Name(p)] = st
+				got[s.Name(p)] = a
 				mu.Unlock()
-				if st == want || time.Now().After(deadline) {
+				if a.ok || time.Now().After(deadline) {
 					return
 				}
 				time.Sleep(20 * time.Millisecond)
@@ -389,9 +410,9 @@ func (s *Stack) waitReadyz(t *testing.T, procs []*testenv.Process, want int, wit
 		}()
 	}
 	wg.Wait()
-	for name, st := range got {
-		if st != want {
-			t.Errorf("%s: /readyz answered %d, want %d within %s", name, st, want, within)
+	for name, a := range got {
+		if !a.ok {
+			t.Errorf("%s: /readyz answered %d %v, %s within %s", name, a.status, a.checks, what, within)
 		}
 	}
 	return time.Since(start)

@@ -3,6 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -140,10 +143,14 @@ func TestLocalCommands(t *testing.T) {
 
 // The service binaries' mains are one call to Service: this is its test.
 func TestServiceCommandLine(t *testing.T) {
-	def := service.Config{Roles: service.Roles{Sender: true}, HTTPAddr: "127.0.0.1:8082"}
+	sb := ServiceBinaries[2]
+	def := sb.Defaults
+	if sb.Name != "herald-sender" || !def.Roles.Sender || def.HTTPAddr != "127.0.0.1:8082" {
+		t.Fatalf("ServiceBinaries[2] is %+v, want herald-sender", sb)
+	}
 	run := func(args ...string) (code int, started bool, stdout, stderr string) {
 		var out, errb bytes.Buffer
-		code = runServiceCLI(args, Stdio{Out: &out, Err: &errb}, "herald-sender", "sender", def, func(role string, got service.Config) int {
+		code = runServiceCLI(args, Stdio{Out: &out, Err: &errb}, sb, func(role string, got service.Config) int {
 			if role != "sender" || got.HTTPAddr != def.HTTPAddr {
 				t.Errorf("started %s with %+v", role, got)
 			}
@@ -165,7 +172,7 @@ func TestServiceCommandLine(t *testing.T) {
 			t.Errorf("%v: exit %d started %v %q", args, code, started, out)
 		}
 	}
-	for _, args := range [][]string{{"--frob"}, {"frob"}, {"run", "extra"}, {"config", "--frob"}} {
+	for _, args := range [][]string{{"--frob"}, {"frob"}, {"run", "extra"}, {"config", "--frob"}, {"healthcheck", "--frob"}, {"healthcheck", "--probe", "frob"}} {
 		code, started, out, errs := run(args...)
 		if code != 2 || started || out != "" || !strings.Contains(errs, "herald-sender") || !strings.Contains(errs, strings.TrimLeft(args[len(args)-1], "-")) {
 			t.Errorf("%v: exit %d started %v %q %q", args, code, started, out, errs)
@@ -180,6 +187,39 @@ func TestServiceCommandLine(t *testing.T) {
 	if code, started, out, _ := run("config"); code != 0 || started || !strings.Contains(out, "HERALD_SENDER_WORKERS") {
 		t.Errorf("config: exit %d, started %v %q", code, started, out)
 	}
+}
+
+// healthcheck asks the process at HERALD_HTTP_ADDR (a wildcard host means
+// this host) for its readiness: exit 0 on 200, 1 on anything else or no
+// answer, as Docker's HEALTHCHECK wants; --probe picks another probe.
+func TestHealthcheck(t *testing.T) {
+	ready := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/livez", r.URL.Path == "/readyz" && ready:
+			w.WriteHeader(200)
+		default:
+			w.WriteHeader(503)
+		}
+	}))
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	t.Setenv("HERALD_HTTP_ADDR", "0.0.0.0:"+port)
+	check := func(want int, args ...string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		code := runServiceCLI(append([]string{"healthcheck"}, args...), Stdio{Out: &out, Err: &errb}, ServiceBinaries[0],
+			func(string, service.Config) int { t.Fatal("healthcheck started the service"); return 0 })
+		if code != want {
+			t.Fatalf("healthcheck %v: exit %d, want %d; %q %q", args, code, want, out.String(), errb.String())
+		}
+	}
+	check(1)
+	check(0, "--probe", "live")
+	check(1, "--probe", "startup")
+	ready = true
+	check(0)
+	srv.Close()
+	check(1, "--timeout", "1s")
 }
 
 func TestTableFits(t *testing.T) {

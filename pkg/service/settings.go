@@ -40,11 +40,48 @@ type setting struct {
 	// unset.
 	zero   string
 	secret secrecy
-	doc    string
+	// roles are the processes that read the setting: those running one of
+	// these roles (or embedding NATS); none means every process.
+	roles roleSet
+	doc   string
 	// field points at the setting's field of c. Its type picks the parser
 	// and the printer: *string, *bool, *int, *int64, *time.Duration,
 	// *retry.Schedule or *[]netip.Prefix.
 	field func(c *Config) any
+}
+
+// roleSet names the processes that read a setting (setting.roles).
+type roleSet uint8
+
+const (
+	forAPI roleSet = 1 << iota
+	forRouter
+	forSender
+	forEmbedded // the all-in-one with NATS in process
+)
+
+// readBy reports whether a process configured by c reads the setting.
+func (s setting) readBy(c Config) bool {
+	return s.roles == 0 ||
+		s.roles&forAPI != 0 && c.Roles.API ||
+		s.roles&forRouter != 0 && c.Roles.Router ||
+		s.roles&forSender != 0 && c.Roles.Sender ||
+		s.roles&forEmbedded != 0 && c.Embedded
+}
+
+// Variables returns the environment variables a process configured by cfg
+// (its roles, NATS embedded or not) reads, in the README's order: those of
+// every process and those of its roles. Any other variable changes nothing
+// for it, so a deployment (docker-compose.yml, deploy/kubernetes) gives
+// each service these alone; the deploy module's tests hold it to that.
+func Variables(cfg Config) []string {
+	var vs []string
+	for _, s := range settings {
+		if s.readBy(cfg) {
+			vs = append(vs, s.env)
+		}
+	}
+	return vs
 }
 
 // secrecy says what `herald config` may show of a value.
@@ -69,15 +106,15 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.RedisPrefix }},
 	{env: "HERALD_HTTP_ADDR", doc: "HTTP listen address; each binary has its own default",
 		field: func(c *Config) any { return &c.HTTPAddr }},
-	{env: "HERALD_ADMIN_TOKEN", zero: "none", secret: secret, doc: "operator token for tenant management; herald generates one",
+	{env: "HERALD_ADMIN_TOKEN", zero: "none", secret: secret, roles: forAPI, doc: "operator token for tenant management; herald generates one",
 		field: func(c *Config) any { return &c.AdminToken }},
-	{env: "HERALD_DATA_DIR", def: "./data", doc: "herald: embedded NATS store, generated token, key and credentials",
+	{env: "HERALD_DATA_DIR", def: "./data", roles: forEmbedded, doc: "herald: embedded NATS store, generated token, key and credentials",
 		field: func(c *Config) any { return &c.DataDir }},
-	{env: "HERALD_NATS_LISTEN", def: "127.0.0.1:4333", doc: "herald: client address of the embedded NATS",
+	{env: "HERALD_NATS_LISTEN", def: "127.0.0.1:4333", roles: forEmbedded, doc: "herald: client address of the embedded NATS",
 		field: func(c *Config) any { return &c.NATSListen }},
-	{env: "HERALD_NATS_SYNC", zero: "server default, 2m", doc: "herald: embedded file store fsync policy: always or a duration",
+	{env: "HERALD_NATS_SYNC", zero: "server default, 2m", roles: forEmbedded, doc: "herald: embedded file store fsync policy: always or a duration",
 		field: func(c *Config) any { return &c.NATSSync }},
-	{env: "HERALD_EMBEDDED_NATS", def: "false", doc: "run NATS in process (herald's default)",
+	{env: "HERALD_EMBEDDED_NATS", def: "false", roles: forEmbedded, doc: "run NATS in process (herald's default)",
 		field: func(c *Config) any { return &c.Embedded }},
 	{env: "HERALD_NATS_USER", zero: "none", doc: "user for NATS_URL",
 		field: func(c *Config) any { return &c.NATSClient.User }},
@@ -95,43 +132,43 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.NATSClient.TLSCert }},
 	{env: "HERALD_NATS_TLS_KEY", zero: "none", doc: "client key file for NATS",
 		field: func(c *Config) any { return &c.NATSClient.TLSKey }},
-	{env: "HERALD_NATS_CALLOUT_SEED", zero: "none", secret: secret, doc: "herald-ingest: account seed of the NATS auth callout",
+	{env: "HERALD_NATS_CALLOUT_SEED", zero: "none", secret: secret, roles: forAPI, doc: "herald-ingest: account seed of the NATS auth callout",
 		field: func(c *Config) any { return &c.NATSClient.CalloutSeed }},
-	{env: "HERALD_NATS_SYSTEM_USER", zero: "none", doc: "NATS system account user, to close revoked keys' connections",
+	{env: "HERALD_NATS_SYSTEM_USER", zero: "none", roles: forAPI, doc: "NATS system account user, to close revoked keys' connections",
 		field: func(c *Config) any { return &c.NATSClient.SystemUser }},
-	{env: "HERALD_NATS_SYSTEM_PASSWORD", zero: "none", secret: secret, doc: "password of HERALD_NATS_SYSTEM_USER",
+	{env: "HERALD_NATS_SYSTEM_PASSWORD", zero: "none", secret: secret, roles: forAPI, doc: "password of HERALD_NATS_SYSTEM_USER",
 		field: func(c *Config) any { return &c.NATSClient.SystemPassword }},
-	{env: "HERALD_RETRY_SCHEDULE", def: formatSchedule(retry.Default), doc: "waits between attempts, ±20 % jitter",
+	{env: "HERALD_RETRY_SCHEDULE", def: formatSchedule(retry.Default), roles: forSender, doc: "waits between attempts, ±20 % jitter",
 		field: func(c *Config) any { return &c.Schedule }},
-	{env: "HERALD_ACK_WAIT", def: formatDuration(bus.DefaultAckWait), doc: "how long a dead process's job or event waits before another takes it",
+	{env: "HERALD_ACK_WAIT", def: formatDuration(bus.DefaultAckWait), roles: forRouter | forSender, doc: "how long a dead process's job or event waits before another takes it",
 		field: func(c *Config) any { return &c.AckWait }},
-	{env: "HERALD_SENDER_WORKERS", def: strconv.Itoa(sender.DefaultWorkers), doc: "jobs a sender process works on at once",
+	{env: "HERALD_SENDER_WORKERS", def: strconv.Itoa(sender.DefaultWorkers), roles: forSender, doc: "jobs a sender process works on at once",
 		field: func(c *Config) any { return &c.SenderWorkers }},
-	{env: "HERALD_ROUTER_WORKERS", def: strconv.Itoa(router.DefaultWorkers), doc: "events a router process routes at once",
+	{env: "HERALD_ROUTER_WORKERS", def: strconv.Itoa(router.DefaultWorkers), roles: forRouter, doc: "events a router process routes at once",
 		field: func(c *Config) any { return &c.RouterWorkers }},
-	{env: "HERALD_ENDPOINT_CONCURRENCY", def: strconv.Itoa(limit.DefaultConcurrency), doc: "requests in flight per endpoint across all senders",
+	{env: "HERALD_ENDPOINT_CONCURRENCY", def: strconv.Itoa(limit.DefaultConcurrency), roles: forAPI | forSender, doc: "requests in flight per endpoint across all senders",
 		field: func(c *Config) any { return &c.EndpointConcurrency }},
-	{env: "HERALD_ENDPOINT_HANDOFF_WAIT", def: formatDuration(sender.DefaultHandoffWait), doc: "longest wait in the sender for a fast endpoint's slot",
+	{env: "HERALD_ENDPOINT_HANDOFF_WAIT", def: formatDuration(sender.DefaultHandoffWait), roles: forSender, doc: "longest wait in the sender for a fast endpoint's slot",
 		field: func(c *Config) any { return &c.EndpointHandoffWait }},
-	{env: "HERALD_ENDPOINT_HANDOFF_JOBS", def: strconv.Itoa(sender.DefaultHandoffEndpointJobs), doc: "jobs waiting in one sender for one endpoint's slots",
+	{env: "HERALD_ENDPOINT_HANDOFF_JOBS", def: strconv.Itoa(sender.DefaultHandoffEndpointJobs), roles: forSender, doc: "jobs waiting in one sender for one endpoint's slots",
 		field: func(c *Config) any { return &c.EndpointHandoffJobs }},
-	{env: "HERALD_SENDER_HANDOFF_JOBS", def: strconv.Itoa(sender.DefaultHandoffJobs), doc: "jobs waiting in one sender for endpoints' slots",
+	{env: "HERALD_SENDER_HANDOFF_JOBS", def: strconv.Itoa(sender.DefaultHandoffJobs), roles: forSender, doc: "jobs waiting in one sender for endpoints' slots",
 		field: func(c *Config) any { return &c.SenderHandoffJobs }},
-	{env: "HERALD_SENDER_HANDOFF_BYTES", def: strconv.Itoa(sender.DefaultHandoffBytes), doc: "message bytes waiting in one sender for endpoints' slots",
+	{env: "HERALD_SENDER_HANDOFF_BYTES", def: strconv.Itoa(sender.DefaultHandoffBytes), roles: forSender, doc: "message bytes waiting in one sender for endpoints' slots",
 		field: func(c *Config) any { return &c.SenderHandoffBytes }},
-	{env: "HERALD_BREAKER_FAILURES", def: strconv.Itoa(limit.DefaultFailures), doc: "consecutive failures that open an endpoint's breaker",
+	{env: "HERALD_BREAKER_FAILURES", def: strconv.Itoa(limit.DefaultFailures), roles: forAPI | forSender, doc: "consecutive failures that open an endpoint's breaker",
 		field: func(c *Config) any { return &c.BreakerFailures }},
-	{env: "HERALD_BREAKER_FAILING_FOR", def: formatDuration(limit.DefaultFailingFor), doc: "how long failures must span before the breaker opens",
+	{env: "HERALD_BREAKER_FAILING_FOR", def: formatDuration(limit.DefaultFailingFor), roles: forAPI | forSender, doc: "how long failures must span before the breaker opens",
 		field: func(c *Config) any { return &c.BreakerFailingFor }},
-	{env: "HERALD_BREAKER_COOLDOWN", def: formatDuration(limit.DefaultCoolDown), doc: "open breaker's wait before its probe",
+	{env: "HERALD_BREAKER_COOLDOWN", def: formatDuration(limit.DefaultCoolDown), roles: forAPI | forSender, doc: "open breaker's wait before its probe",
 		field: func(c *Config) any { return &c.BreakerCoolDown }},
-	{env: "HERALD_DISABLE_AFTER", def: formatDuration(sender.DefaultDisableAfter), doc: "an endpoint failing this long without a success is disabled",
+	{env: "HERALD_DISABLE_AFTER", def: formatDuration(sender.DefaultDisableAfter), roles: forSender, doc: "an endpoint failing this long without a success is disabled",
 		field: func(c *Config) any { return &c.DisableAfter }},
-	{env: "HERALD_SCHEDULE_THRESHOLD", def: formatDuration(sender.DefaultScheduleThreshold), doc: "longest limit wait kept inside the sender consumer",
+	{env: "HERALD_SCHEDULE_THRESHOLD", def: formatDuration(sender.DefaultScheduleThreshold), roles: forSender, doc: "longest limit wait kept inside the sender consumer",
 		field: func(c *Config) any { return &c.ScheduleThreshold }},
-	{env: "HERALD_RETRY_AFTER_MAX", def: formatDuration(sender.DefaultRetryAfterMax), doc: "longest Retry-After honoured",
+	{env: "HERALD_RETRY_AFTER_MAX", def: formatDuration(sender.DefaultRetryAfterMax), roles: forSender, doc: "longest Retry-After honoured",
 		field: func(c *Config) any { return &c.RetryAfterMax }},
-	{env: "HERALD_SENDER_MAX_ACK_PENDING", def: strconv.Itoa(bus.DefaultSenderMaxAckPending), doc: "jobs handed out and not acked, across all senders",
+	{env: "HERALD_SENDER_MAX_ACK_PENDING", def: strconv.Itoa(bus.DefaultSenderMaxAckPending), roles: forSender, doc: "jobs handed out and not acked, across all senders",
 		field: func(c *Config) any { return &c.SenderMaxAckPending }},
 	{env: "HERALD_PPROF_ADDR", zero: "off", doc: "serve net/http/pprof on this address; keep it private",
 		field: func(c *Config) any { return &c.PprofAddr }},
@@ -147,17 +184,17 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.Streams.DLQMaxAge }},
 	{env: "HERALD_MAX_EVENT_BYTES", def: strconv.Itoa(api.DefaultMaxEventBytes), doc: "largest event data accepted",
 		field: func(c *Config) any { return &c.MaxEventBytes }},
-	{env: "HERALD_MAX_INFLIGHT_EVENT_BYTES", def: strconv.Itoa(api.DefaultMaxInflightEventBytes), doc: "event bytes one process holds at intake",
+	{env: "HERALD_MAX_INFLIGHT_EVENT_BYTES", def: strconv.Itoa(api.DefaultMaxInflightEventBytes), roles: forAPI, doc: "event bytes one process holds at intake",
 		field: func(c *Config) any { return &c.MaxInflightEventBytes }},
 	{env: "HERALD_INLINE_PAYLOAD_BYTES", def: strconv.Itoa(payload.DefaultInlineBytes), doc: "larger event data goes to the object store",
 		field: func(c *Config) any { return &c.InlinePayloadBytes }},
 	{env: "HERALD_PAYLOAD_CACHE_BYTES", def: strconv.Itoa(payload.DefaultCacheBytes), doc: "decoded event bodies each process caches",
 		field: func(c *Config) any { return &c.PayloadCacheBytes }},
-	{env: "HERALD_EGRESS_ALLOW_PRIVATE", def: "false", doc: "deliver to loopback, private and link-local addresses (herald's default)",
+	{env: "HERALD_EGRESS_ALLOW_PRIVATE", def: "false", roles: forAPI | forSender, doc: "deliver to loopback, private and link-local addresses (herald's default)",
 		field: func(c *Config) any { return &c.EgressAllowPrivate }},
-	{env: "HERALD_EGRESS_ALLOW_CIDRS", zero: "none", doc: "prefixes allowed although internal",
+	{env: "HERALD_EGRESS_ALLOW_CIDRS", zero: "none", roles: forAPI | forSender, doc: "prefixes allowed although internal",
 		field: func(c *Config) any { return &c.EgressAllowCIDRs }},
-	{env: "HERALD_EGRESS_PROXY", zero: "none", secret: credentialsInURL, doc: "proxy every delivery goes through",
+	{env: "HERALD_EGRESS_PROXY", zero: "none", secret: credentialsInURL, roles: forAPI | forSender, doc: "proxy every delivery goes through",
 		field: func(c *Config) any { return &c.EgressProxy }},
 	{env: "HERALD_ENCRYPTION_KEY", zero: "none", secret: secret, doc: "key sealing endpoint secrets; herald generates one",
 		field: func(c *Config) any { return &c.EncryptionKey }},
@@ -165,13 +202,13 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.EncryptionOldKeys }},
 	{env: "HERALD_ALLOW_PLAINTEXT_SECRETS", def: "false", doc: "let a separate service store secrets in clear without a key",
 		field: func(c *Config) any { return &c.AllowPlaintextSecrets }},
-	{env: "HERALD_TENANT_EVENTS_PER_SECOND", def: strconv.Itoa(DefaultTenantEventsPerSecond), zero: "no limit", doc: "POST /v1/events per tenant per second",
+	{env: "HERALD_TENANT_EVENTS_PER_SECOND", def: strconv.Itoa(DefaultTenantEventsPerSecond), zero: "no limit", roles: forAPI, doc: "POST /v1/events per tenant per second",
 		field: func(c *Config) any { return &c.TenantEventsPerSecond }},
-	{env: "HERALD_TENANT_EVENTS_BURST", zero: "the rate", doc: "events a tenant may send at once above the rate",
+	{env: "HERALD_TENANT_EVENTS_BURST", zero: "the rate", roles: forAPI, doc: "events a tenant may send at once above the rate",
 		field: func(c *Config) any { return &c.TenantEventsBurst }},
-	{env: "HERALD_TENANT_TEST_SENDS_PER_SECOND", def: strconv.Itoa(DefaultTenantTestSendsPerSecond), zero: "no limit", doc: "test sends per tenant per second",
+	{env: "HERALD_TENANT_TEST_SENDS_PER_SECOND", def: strconv.Itoa(DefaultTenantTestSendsPerSecond), zero: "no limit", roles: forAPI, doc: "test sends per tenant per second",
 		field: func(c *Config) any { return &c.TenantTestSendsPerSecond }},
-	{env: "HERALD_TENANT_TEST_SENDS_BURST", zero: "the rate", doc: "test sends a tenant may make at once above the rate",
+	{env: "HERALD_TENANT_TEST_SENDS_BURST", zero: "the rate", roles: forAPI, doc: "test sends a tenant may make at once above the rate",
 		field: func(c *Config) any { return &c.TenantTestSendsBurst }},
 	{env: "HERALD_LOG_LEVEL", def: "info", doc: "trace, debug, info, warn or error",
 		field: func(c *Config) any { return &c.LogLevel }},

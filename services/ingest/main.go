@@ -7,9 +7,8 @@ import (
 	"os"
 
 	"github.com/heraldhq/herald/pkg/cli"
-	"github.com/heraldhq/herald/pkg/service"
 )
 
 func main() {
-	os.Exit(cli.Service("herald-ingest", "ingest", service.Config{Roles: service.Roles{API: true}, HTTPAddr: "127.0.0.1:8080"}))
+	os.Exit(cli.Service("herald-ingest"))
 }

@@ -7,9 +7,8 @@ import (
 	"os"
 
 	"github.com/heraldhq/herald/pkg/cli"
-	"github.com/heraldhq/herald/pkg/service"
 )
 
 func main() {
-	os.Exit(cli.Service("herald-router", "router", service.Config{Roles: service.Roles{Router: true}, HTTPAddr: "127.0.0.1:8081"}))
+	os.Exit(cli.Service("herald-router"))
 }

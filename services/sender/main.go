@@ -7,9 +7,8 @@ import (
 	"os"
 
 	"github.com/heraldhq/herald/pkg/cli"
-	"github.com/heraldhq/herald/pkg/service"
 )
 
 func main() {
-	os.Exit(cli.Service("herald-sender", "sender", service.Config{Roles: service.Roles{Sender: true}, HTTPAddr: "127.0.0.1:8082"}))
+	os.Exit(cli.Service("herald-sender"))
 }

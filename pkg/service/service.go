@@ -238,6 +238,12 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 	case <-b.js.PublishAsyncComplete():
 	case <-shutdownCtx.Done():
 	}
+	// Acks are fire-and-forget: a round trip to the server makes sure it
+	// has every one before the connection closes. An ack lost in a socket
+	// closed at exit would be a job redelivered, and so sent twice.
+	if err := b.nc.FlushWithContext(shutdownCtx); err != nil {
+		log.Warn().Err(err).Msg("acks may not have reached NATS before the stop; their jobs will be redelivered")
+	}
 	_ = b.nc.Drain()
 	log.Info().Msg("stopped")
 	return nil

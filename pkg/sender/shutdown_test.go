@@ -1,0 +1,134 @@
+package sender
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/internal/testenv"
+	"github.com/heraldhq/herald/pkg/bus"
+	"github.com/heraldhq/herald/pkg/retry"
+)
+
+// A sender stopped mid-load (what SIGTERM does to a scaled-down pod) stops
+// fetching, lets every request in flight finish and acks it: Run returns
+// with nothing pending on the consumer, no request was cut off, and the
+// jobs it never took go to the next sender. Across both, every job is sent
+// exactly once.
+func TestStopFinishesInFlightAndSendsNothingTwice(t *testing.T) {
+	const (
+		jobs    = 120
+		workers = 8
+		delay   = 300 * time.Millisecond // each answer: requests are in flight when the stop comes
+	)
+	js := newJS(t)
+	var (
+		mu       sync.Mutex
+		got      = map[string]int{}
+		inFlight atomic.Int32
+		cut      atomic.Int32
+	)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done(): // the sender hung up before the answer
+			cut.Add(1)
+			return
+		}
+		mu.Lock()
+		got[r.Header.Get("webhook-id")]++
+		mu.Unlock()
+	}))
+	t.Cleanup(rcv.Close)
+	delivered := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got)
+	}
+	eps := endpointsMap{}
+	for i := range 10 {
+		id := "ep_" + strconv.Itoa(i)
+		eps[id] = endpoint(id, rcv.URL, 5)
+	}
+	for i := range jobs {
+		publishJob(t, js, "ep_"+strconv.Itoa(i%10), "ev-"+strconv.Itoa(i))
+	}
+	newSender := func() *Sender {
+		return New(js, eps, WithWorkers(workers), WithSchedule(retry.Schedule{time.Hour}), WithLogger(testenv.Logger(t)))
+	}
+
+	a := newSender()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	testenv.Eventually(t, 10*time.Second, func() bool { return delivered() >= workers && inFlight.Load() == workers },
+		"sender A never had all its workers busy after a first round")
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after the stop: %v", err)
+		}
+	case <-time.After(delay + 5*time.Second):
+		t.Fatal("Run did not return after the stop")
+	}
+	if err := a.Fetching(); err == nil {
+		t.Error("a stopped sender still says it fetches jobs")
+	}
+	if n := cut.Load(); n != 0 {
+		t.Fatalf("the stop cut off %d requests in flight", n)
+	}
+	byA := delivered()
+	info, err := js.Consumer(context.Background(), bus.StreamDeliveries, bus.ConsumerSender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := info.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci.NumAckPending != 0 || ci.NumRedelivered != 0 {
+		t.Fatalf("after the stop: %d jobs unacked, %d redelivered; want every job sender A took acked", ci.NumAckPending, ci.NumRedelivered)
+	}
+	if byA >= jobs {
+		t.Fatalf("sender A sent all %d jobs before the stop: the test proves nothing", jobs)
+	}
+
+	b := newSender()
+	ctxB, stopB := context.WithCancel(context.Background())
+	doneB := make(chan error, 1)
+	go func() { doneB <- b.Run(ctxB) }()
+	t.Cleanup(func() { stopB(); <-doneB })
+	testenv.Eventually(t, 20*time.Second, func() bool { return delivered() == jobs }, "sender B did not send the rest (%d of %d)", delivered(), jobs)
+	waitEmpty(t, js)
+	mu.Lock()
+	defer mu.Unlock()
+	for id, n := range got {
+		if n != 1 {
+			t.Errorf("%s sent %d times", id, n)
+		}
+	}
+	t.Logf("sender A sent %d jobs and stopped with %d requests in flight finished; sender B sent the other %d", byA, workers, jobs-byA)
+}
+
+// waitEmpty waits until DELIVERIES holds no job (WorkQueue: acked jobs go).
+func waitEmpty(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		st, err := js.Stream(context.Background(), bus.StreamDeliveries)
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(context.Background())
+		return err == nil && info.State.Msgs == 0
+	}, "DELIVERIES not empty")
+}

@@ -117,6 +117,7 @@ type Server struct {
 	endpoints   EndpointLimiter
 	backlogs    Backlogs
 	inflight    budget
+	listener    Listener
 }
 
 // Option configures a Server.
@@ -255,6 +256,9 @@ func (s *Server) routes() {
 	handle("POST /v1/endpoints/{id}/test", s.tenant(s.testEndpoint))
 	handle("GET /v1/endpoints/{id}/attempts", s.tenant(s.listAttempts))
 	handle("GET /v1/attempts/stream", s.tenant(s.followAttempts))
+	handle("POST /v1/listen", s.tenant(s.createListen))
+	handle("GET /v1/endpoints/{id}/listen", s.tenant(s.streamListen))
+	handle("POST /v1/endpoints/{id}/listen/responses", s.tenant(s.respondListen))
 
 	handle("POST /v1/event-types", s.tenant(s.createEventType))
 	handle("GET /v1/event-types", s.tenant(s.listEventTypes))

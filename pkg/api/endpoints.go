@@ -48,6 +48,7 @@ func (in *endpointInput) check() error {
 	var errs valid.Errors
 	in.state(&errs)
 	checkNotMasked(&errs, in.Headers)
+	checkNotListenURL(&errs, in.URL)
 	return errs.Err()
 }
 
@@ -223,6 +224,11 @@ func (s *Server) patchEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e, err := s.store.UpdateEndpoint(r.Context(), tenantOf(r), r.PathValue("id"), func(e *store.Endpoint) error {
+		if e.IsListen() && in.URL != nil && *in.URL != e.URL {
+			var errs valid.Errors
+			errs.Add("url", "a herald listen endpoint keeps its URL; create an endpoint for another URL")
+			return errs.Err()
+		}
 		in.apply(e)
 		return nil
 	})

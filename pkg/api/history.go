@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -110,10 +109,6 @@ func statusParam(q url.Values, errs *valid.Errors) history.Status {
 	return status
 }
 
-// followHeartbeat is how often an idle attempt stream sends a comment, so
-// that proxies do not close it.
-const followHeartbeat = 15 * time.Second
-
 // follower is the part of the history that streams attempts as they are
 // recorded (history.Reader).
 type follower interface {
@@ -123,7 +118,7 @@ type follower interface {
 // followAttempts streams the tenant's attempts as they are recorded, as
 // server-sent events: one "attempt" event per attempt, its data the
 // attempt as the history lists it, with a comment every
-// followHeartbeat so that an idle stream is not cut by a proxy.
+// streamHeartbeat so that an idle stream is not cut by a proxy.
 // Filters: endpoint_id, event_type (a subscription filter such as post.*)
 // and status. `herald tail` reads it.
 func (s *Server) followAttempts(w http.ResponseWriter, r *http.Request) {
@@ -155,51 +150,12 @@ func (s *Server) followAttempts(w http.ResponseWriter, r *http.Request) {
 		unavailable(w, r, "this process cannot follow attempts")
 		return
 	}
-	ctx := r.Context()
-	attempts := make(chan history.Attempt, 64)
-	done := make(chan error, 1)
-	go func() {
-		done <- f.Follow(ctx, tenant, endpoint, func(a history.Attempt) error {
-			select {
-			case attempts <- a:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
+	s.serveEvents(w, r, "the attempt stream ended; reconnect", func(ctx context.Context, send func(event, id string, v any)) error {
+		return f.Follow(ctx, tenant, endpoint, func(a history.Attempt) error {
+			if (status == history.StatusAll || a.Status == status) && (filters == nil || match.Matches(filters, a.EventType)) {
+				send("attempt", a.ID, a)
 			}
+			return nil
 		})
-	}()
-	rc := http.NewResponseController(w)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
-	w.WriteHeader(http.StatusOK)
-	_ = rc.Flush()
-	beat := time.NewTicker(followHeartbeat)
-	defer beat.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case err := <-done:
-			if err != nil {
-				s.log.Warn().Err(err).Str("tenant_id", tenant).Msg("attempt stream ended")
-				fmt.Fprintf(w, "event: error\ndata: %q\n\n", "the attempt stream ended; reconnect")
-				_ = rc.Flush()
-			}
-			return
-		case a := <-attempts:
-			if (status != history.StatusAll && a.Status != status) || (filters != nil && !match.Matches(filters, a.EventType)) {
-				continue
-			}
-			b, err := json.Marshal(a)
-			if err != nil {
-				continue
-			}
-			fmt.Fprintf(w, "event: attempt\nid: %s\ndata: %s\n\n", a.ID, b)
-			_ = rc.Flush()
-		case <-beat.C:
-			fmt.Fprint(w, ": still here\n\n")
-			_ = rc.Flush()
-		}
-	}
+	})
 }

@@ -128,7 +128,7 @@ var groups = []group{
 var commands []command
 
 func init() {
-	commands = slices.Concat(localCommands, profileCommands, endpointCommands, eventCommands, tailCommands, dlqCommands)
+	commands = slices.Concat(localCommands, profileCommands, endpointCommands, eventCommands, tailCommands, listenCommands, dlqCommands)
 }
 
 // main finds the command args name and runs it: help and version first,

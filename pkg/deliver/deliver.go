@@ -99,6 +99,21 @@ type Client struct {
 	hc          *http.Client
 	ua          []string // shared, never modified
 	maxBodyRead int64
+	protocols   map[string]http.RoundTripper
+}
+
+// schemes routes a request to the RoundTripper of its URL's scheme
+// (WithProtocol), or to the network.
+type schemes struct {
+	def http.RoundTripper
+	by  map[string]http.RoundTripper
+}
+
+func (s schemes) RoundTrip(req *http.Request) (*http.Response, error) {
+	if rt, ok := s.by[req.URL.Scheme]; ok {
+		return rt.RoundTrip(req)
+	}
+	return s.def.RoundTrip(req)
 }
 
 // An Option configures a Client.
@@ -110,6 +125,7 @@ type config struct {
 	proxy       func(*http.Request) (*url.URL, error)
 	maxBodyRead int64
 	rt          http.RoundTripper
+	protocols   map[string]http.RoundTripper
 }
 
 // WithUserAgent sets the User-Agent sent when the Request does not set one.
@@ -143,6 +159,21 @@ func WithMaxBodyRead(n int64) Option {
 // are ignored when this option is used.
 func WithTransport(rt http.RoundTripper) Option { return func(c *config) { c.rt = rt } }
 
+// WithProtocol sends requests whose URL has scheme through rt instead of
+// the network, as http.Transport.RegisterProtocol does: `herald listen`
+// endpoints (listen://) travel over NATS to a developer's CLI. rt is
+// called with the request's context, so the attempt's timeout bounds it,
+// and an error it returns is classified as any transport failure is; the
+// egress policy, a dial hook, does not apply to it.
+func WithProtocol(scheme string, rt http.RoundTripper) Option {
+	return func(c *config) {
+		if c.protocols == nil {
+			c.protocols = map[string]http.RoundTripper{}
+		}
+		c.protocols[scheme] = rt
+	}
+}
+
 // New returns a Client configured by opts.
 func New(opts ...Option) *Client {
 	cfg := config{ua: DefaultUserAgent, maxBodyRead: DefaultMaxBodyRead}
@@ -153,7 +184,11 @@ func New(opts ...Option) *Client {
 	if rt == nil {
 		rt = newTransport(cfg.dial, cfg.proxy)
 	}
+	if len(cfg.protocols) > 0 {
+		rt = schemes{def: rt, by: cfg.protocols}
+	}
 	return &Client{
+		protocols: cfg.protocols,
 		hc: &http.Client{
 			Transport: rt,
 			CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -254,7 +289,7 @@ func (c *Client) newRequest(ctx context.Context, r Request) (*http.Request, erro
 	if err != nil {
 		return nil, err
 	}
-	if s := req.URL.Scheme; s != "http" && s != "https" {
+	if s := req.URL.Scheme; s != "http" && s != "https" && c.protocols[s] == nil {
 		return nil, errors.New("unsupported URL scheme " + strconv.Quote(s))
 	}
 	if req.URL.Host == "" {

@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/pkg/egress"
 	"github.com/heraldhq/herald/pkg/health"
 	"github.com/heraldhq/herald/pkg/history"
+	"github.com/heraldhq/herald/pkg/listen"
 	"github.com/heraldhq/herald/pkg/hold"
 	"github.com/heraldhq/herald/pkg/limit"
 	"github.com/heraldhq/herald/pkg/payload"
@@ -96,7 +97,10 @@ func openBase(ctx context.Context, cfg Config, log zerolog.Logger) (_ *base, err
 	}
 	b.egress = pol
 	b.info.EgressAllowPrivate = cfg.EgressAllowPrivate
-	b.client = deliver.New(append(dopts, deliver.WithUserAgent(version.UserAgent()))...)
+	// listen:// endpoints (herald listen) are reached over NATS, through
+	// the API process that holds the developer's CLI stream.
+	dopts = append(dopts, deliver.WithUserAgent(version.UserAgent()), deliver.WithProtocol(store.ListenScheme, listen.NewTransport(b.nc)))
+	b.client = deliver.New(dopts...)
 	b.keeper = newStreamKeeper(b.js, cfg.Streams, payload.Streams(), b.ensureStores, log.With().Str("component", "streams").Logger())
 	return b, nil
 }

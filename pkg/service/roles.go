@@ -10,6 +10,7 @@ import (
 	"github.com/heraldhq/herald/pkg/health"
 	"github.com/heraldhq/herald/pkg/history"
 	"github.com/heraldhq/herald/pkg/ingest"
+	"github.com/heraldhq/herald/pkg/listen"
 	"github.com/heraldhq/herald/pkg/ops"
 	"github.com/heraldhq/herald/pkg/router"
 	"github.com/heraldhq/herald/pkg/sender"
@@ -115,6 +116,7 @@ func (b *base) apiRole(ctx context.Context) (http.Handler, []part, error) {
 		api.WithDeliverClient(b.client),
 		api.WithURLCheck(b.egress.CheckURL),
 		api.WithBacklogs(b.held),
+		api.WithListener(listen.NewRelay(b.nc)),
 	}
 	aopts = append(aopts, testSendLimits(cfg, b.rdb, b.limits, log)...)
 	if b.hidx != nil {
@@ -138,5 +140,6 @@ func (b *base) apiRole(ctx context.Context) (http.Handler, []part, error) {
 	return a, []part{
 		{name: "dlq", run: dq.Run},
 		{name: "reseal", run: func(ctx context.Context) error { reseal(ctx, b.st, storeLog); return nil }},
+		{name: "listen-sweep", run: listen.NewSweeper(b.nc, b.st, listen.WithLogger(b.component("listen"))).Run},
 	}, nil
 }

@@ -193,7 +193,14 @@ func (e *Endpoint) Validate() error {
 	} else if msg := valid.Text(e.Description, true); msg != "" {
 		errs.Add("description", "%s", msg)
 	}
-	validateURL(&errs, e.URL)
+	if e.IsListen() {
+		// Made by CreateListenEndpoint, and only ever its own.
+		if e.URL != ListenURL(e.ID) {
+			errs.Add("url", "must be an absolute http or https URL")
+		}
+	} else {
+		validateURL(&errs, e.URL)
+	}
 	if len(e.Events) == 0 {
 		errs.Add("events", "must not be empty: list event types, prefix.* wildcards, or *")
 	}

@@ -191,6 +191,9 @@ func (s *Store) DeleteTenant(ctx context.Context, id string) error {
 		if err := s.kv.Purge(ctx, k); err != nil {
 			return fmt.Errorf("delete endpoint: %w", err)
 		}
+		if err := s.unindexListen(ctx, id, strings.TrimPrefix(k, EndpointKey(id, ""))); err != nil {
+			return err
+		}
 	}
 	if err := s.deleteEventTypes(ctx, id); err != nil {
 		return err
@@ -321,12 +324,21 @@ func hashKey(key string) string {
 // CreateEndpoint validates and stores a new endpoint, generating its id and,
 // when none is given, its secret.
 func (s *Store) CreateEndpoint(ctx context.Context, tenant string, e Endpoint) (Endpoint, error) {
+	return s.createEndpoint(ctx, tenant, e, false)
+}
+
+// createEndpoint is CreateEndpoint; with listen, the endpoint is a
+// `herald listen` one (CreateListenEndpoint).
+func (s *Store) createEndpoint(ctx context.Context, tenant string, e Endpoint, listen bool) (Endpoint, error) {
 	if _, err := s.GetTenant(ctx, tenant); err != nil {
 		return Endpoint{}, err
 	}
 	now := s.now().UTC()
 	e.ID = event.NewID("ep")
 	e.TenantID = tenant
+	if listen {
+		e.URL = ListenURL(e.ID)
+	}
 	e.CreatedAt, e.UpdatedAt = now, now
 	e.ApplyDefaults()
 	if e.Secret == "" && e.Signature != sign.None {
@@ -342,6 +354,11 @@ func (s *Store) CreateEndpoint(ctx context.Context, tenant string, e Endpoint) (
 	}
 	if err := e.Validate(); err != nil {
 		return Endpoint{}, err
+	}
+	if listen {
+		if err := s.indexListen(ctx, tenant, e.ID); err != nil {
+			return Endpoint{}, err
+		}
 	}
 	if err := s.create(ctx, EndpointKey(tenant, e.ID), e); err != nil {
 		return Endpoint{}, err
@@ -416,7 +433,7 @@ func (s *Store) DeleteEndpoint(ctx context.Context, tenant, id string) error {
 	if err := s.kv.Purge(ctx, key); err != nil {
 		return fmt.Errorf("delete endpoint: %w", err)
 	}
-	return nil
+	return s.unindexListen(ctx, tenant, id)
 }
 
 // --- KV helpers ---

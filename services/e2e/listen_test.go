@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/testenv"
+	"github.com/heraldhq/herald/pkg/cli"
+)
+
+// syncBuffer is what a running command writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// herald listen --forward-to, against the all-in-one: a local receiver,
+// which verifies every request with the official Standard Webhooks
+// library, gets the tenant's matching events through the CLI's stream and
+// nothing else; its answers are the attempts' outcomes, a 500 included;
+// when the CLI stops, its endpoint is gone.
+func TestListenForwardTo(t *testing.T) {
+	d := StartInProcess(t)
+	tn := d.Tenant(t)
+	rcv := NewReceiver(t)
+	for _, format := range []string{"table", "json"} {
+		t.Run(format, func(t *testing.T) {
+			out, errs := &syncBuffer{}, &syncBuffer{}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan int, 1)
+			go func() {
+				done <- cli.Run(ctx, []string{"listen", "--forward-to", rcv.URL(), "--events", "post.*", "--max-attempts", "2",
+					"--api-url", d.API.Base, "--api-key", tn.APIKey, "-o", format},
+					cli.Stdio{In: strings.NewReader(""), Out: out, Err: errs}, func(string) string { return "" })
+			}()
+			var secret, epID string
+			testenv.Eventually(t, 15*time.Second, func() bool {
+				s := errs.String()
+				if m := regexp.MustCompile(`Signing secret: (whsec_\S+)`).FindStringSubmatch(s); m != nil {
+					secret = m[1]
+				}
+				if m := regexp.MustCompile(`\(endpoint (ep_[^)\s]+)\)`).FindStringSubmatch(s); m != nil {
+					epID = m[1]
+				}
+				return secret != "" && epID != "" && strings.Contains(s, "Ready.")
+			}, "herald listen did not get ready: %q", errs)
+			rcv.SetSecret(secret)
+
+			// Ready means listening: the first event arrives at its first attempt.
+			ok, skipped, failing := "lok-"+format[:1], "lskip-"+format[:1], "lfail-"+format[:1]
+			d.API.PostEvent(t, tn.APIKey, ok, "post.published", `{"title":"hello"}`)
+			d.API.PostEvent(t, tn.APIKey, skipped, "member.added", `{}`)
+			rcv.WaitDelivered(t, 15*time.Second, ok)
+			// A 500 from the local server is the attempt's outcome: a failed
+			// attempt, retried on the endpoint's schedule.
+			rcv.FailFirst(1)
+			d.API.PostEvent(t, tn.APIKey, failing, "post.updated", `{}`)
+			rcv.WaitDelivered(t, 15*time.Second, failing)
+			rcv.FailFirst(0)
+			if got := rcv.Attempts(ok); !slices.Equal(got, []int{1}) {
+				t.Errorf("%s: attempts %v, want [1]", ok, got)
+			}
+			if got := rcv.Attempts(failing); !slices.Equal(got, []int{1, 2}) {
+				t.Errorf("%s: attempts %v, want [1 2]", failing, got)
+			}
+			var page attemptList
+			testenv.Eventually(t, 10*time.Second, func() bool {
+				d.API.Must(t, "GET", "/v1/endpoints/"+epID+"/attempts?status=failed", tn.APIKey, nil, http.StatusOK, &page)
+				return len(page.Data) > 0
+			}, "no failed attempt in the history of %s", epID)
+			if a := page.Data[0]; len(page.Data) != 1 || a.EventID != failing || a.Number != 1 || a.ResponseStatus != http.StatusInternalServerError {
+				t.Errorf("failed attempts %+v: want %s attempt 1 answered 500", page.Data, failing)
+			}
+			// The CLI printed each attempt with the local server's answer.
+			testenv.Eventually(t, 5*time.Second, func() bool { return strings.Count(out.String(), "\n") >= 3 }, "output %q", out)
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			if len(lines) != 3 {
+				t.Fatalf("printed %d lines, want 3 (one per attempt): %q", len(lines), out)
+			}
+			want := []struct {
+				id     string
+				status int
+			}{{ok, 200}, {failing, 500}, {failing, 200}}
+			for i, w := range want {
+				line := lines[i]
+				if format == "json" {
+					var f struct {
+						EventID   string `json:"event_id"`
+						EventType string `json:"event_type"`
+						Status    int    `json:"status"`
+					}
+					if err := json.Unmarshal([]byte(line), &f); err != nil || f.EventID != w.id || f.Status != w.status || f.EventType == "" {
+						t.Errorf("line %d %q: want %s answered %d (%v)", i, line, w.id, w.status, err)
+					}
+					continue
+				}
+				if !strings.Contains(line, w.id) || !strings.Contains(line, strconv.Itoa(w.status)) || len([]rune(line)) > 80 {
+					t.Errorf("line %d %q: want %s and %d within 80 columns", i, line, w.id, w.status)
+				}
+			}
+			// Ctrl-C: the command ends well and its endpoint is gone.
+			cancel()
+			select {
+			case code := <-done:
+				if code != 0 {
+					t.Fatalf("herald listen exited %d after Ctrl-C: %s", code, errs)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatal("herald listen did not stop within 15s of Ctrl-C")
+			}
+			d.API.Must(t, "GET", "/v1/endpoints/"+epID, tn.APIKey, nil, http.StatusNotFound, nil)
+			if n := rcv.Delivered(skipped); n != 0 {
+				t.Errorf("%s (member.added) was forwarded %d times; the listen endpoint wants post.*", skipped, n)
+			}
+		})
+	}
+}
+
+// attemptList is GET /v1/endpoints/{id}/attempts as this test reads it.
+type attemptList struct {
+	Data []struct {
+		EventID        string `json:"event_id"`
+		Number         int    `json:"attempt"`
+		Status         string `json:"status"`
+		ResponseStatus int    `json:"response_status"`
+	} `json:"data"`
+}
+

@@ -146,4 +146,3 @@ type attemptList struct {
 		ResponseStatus int    `json:"response_status"`
 	} `json:"data"`
 }
-

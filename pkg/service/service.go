@@ -166,8 +166,6 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 		return err
 	}
 	defer b.close()
-	info := b.info
-	info.HTTPAddr = ln.Addr().String()
 
 	parts := b.shared()
 	var checks []health.Check
@@ -188,6 +186,10 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 		parts = append(parts, ps...)
 	}
 	parts = append(parts, b.keeperPart()) // after the roles registered what they do when DELIVERIES is lost
+	// What the roles learnt (the API role: the admin token) is in b.info
+	// only now.
+	info := b.info
+	info.HTTPAddr = ln.Addr().String()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

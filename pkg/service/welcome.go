@@ -36,11 +36,11 @@ func PrintWelcome(w io.Writer, i Info) {
 
 Try it:
   # 1. create a tenant; note its api_key
-  curl -s -X POST %s/v1/tenants -H "Authorization: Bearer %s" -d '{"name":"my blog"}'
+  curl -s -X POST %s/v1/tenants -H "Authorization: Bearer %s" --json '{"name":"my blog"}'
   # 2. register an endpoint (a receiver of yours) for post.* events
-  curl -s -X POST %s/v1/endpoints -H 'Authorization: Bearer <api_key>' -d '{"name":"my receiver","url":"http://127.0.0.1:9000/hook","events":["post.*"]}'
+  curl -s -X POST %s/v1/endpoints -H 'Authorization: Bearer <api_key>' --json '{"name":"my receiver","url":"http://127.0.0.1:9000/hook","events":["post.*"]}'
   # 3. send an event; it arrives signed at your receiver
-  curl -s -X POST %s/v1/events -H 'Authorization: Bearer <api_key>' -d '{"type":"post.published","data":{"id":"42","title":"Hello"}}'
+  curl -s -X POST %s/v1/events -H 'Authorization: Bearer <api_key>' --json '{"type":"post.published","data":{"id":"42","title":"Hello"}}'
   # 3b. or publish it on NATS (Go), the API key as the token:
   #   nc, _ := nats.Connect("%s", nats.Token("<api_key>"), nats.CustomInboxPrefix("_INBOX_<tenant id>"))
   #   js, _ := jetstream.New(nc)

@@ -537,7 +537,7 @@ func runPhase(ctx context.Context, o Options, sc Scenario, st *Stack, sink *Sink
 		before[p], _ = ReadProc(p.Pid())
 	}
 	self0, _ := ReadProc(os.Getpid())
-	traffic0 := readTraffic(st)
+	meter := startMeter(ctx, st)
 	var during chan error
 	if o.During != nil && ph.name == "main" {
 		during = make(chan error, 1)
@@ -591,6 +591,7 @@ func runPhase(ctx context.Context, o Options, sc Scenario, st *Stack, sink *Sink
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	meter.stop()
 	var duringErr error
 	if during != nil {
 		duringErr = <-during
@@ -611,7 +612,7 @@ func runPhase(ctx context.Context, o Options, sc Scenario, st *Stack, sink *Sink
 	if duringErr != nil {
 		pr.Ledger.Void, pr.Ledger.Reasons = true, append(pr.Ledger.Reasons, "during the load: "+duringErr.Error())
 	}
-	pr.Traffic = readTraffic(st).since(traffic0, an.Report.Delivered)
+	pr.Traffic = meter.traffic(an.Report.Delivered)
 	pr.LatencyMs = an.Latency.Summary()
 	pr.FromAckMs = an.FromAck.Summary()
 	pr.Series = an.Series

@@ -10,11 +10,13 @@ package bench
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"slices"
 	"sort"
@@ -86,8 +88,16 @@ func ScalingLabel(n int) string {
 }
 
 // Traffic is what a load phase cost the shared servers, read from Redis's
-// INFO commandstats and nats-server's /varz before and after it.
+// INFO commandstats and nats-server's /varz before and after it, how busy
+// the senders' workers were, and how busy the whole machine was.
 type Traffic struct {
+	// SenderInFlight is the mean of jobs in hand (herald_sender_in_flight)
+	// summed over the senders, sampled every 100 ms until the drain ended.
+	SenderInFlight float64 `json:"sender_in_flight,omitempty"`
+	// MachineBusy is the share of all the machine's cores busy over the
+	// phase, whoever used them (/proc/stat): beside the deployment's own
+	// CPU it shows other work on a shared machine.
+	MachineBusy float64 `json:"machine_busy,omitempty"`
 	// RedisCalls counts commands by name (INFO itself left out).
 	RedisCalls            map[string]int64 `json:"redis_calls,omitempty"`
 	RedisCallsPerDelivery float64          `json:"redis_calls_per_delivery,omitempty"`
@@ -104,6 +114,125 @@ type Traffic struct {
 type trafficSample struct {
 	redis map[string]int64
 	nats  *natsVarz
+	cpu   cpuTimes
+}
+
+// meter measures a load phase: the counters before and when the drain
+// ends, and the senders' jobs in hand in between.
+type meter struct {
+	st     *Stack
+	t0, t1 trafficSample
+	cancel context.CancelFunc
+	done   chan float64
+	inHand float64
+}
+
+// startMeter takes the first sample and starts sampling the senders.
+func startMeter(ctx context.Context, st *Stack) *meter {
+	m := &meter{st: st, t0: readTraffic(st), done: make(chan float64, 1)}
+	ctx, m.cancel = context.WithCancel(ctx)
+	var senders []string
+	for _, p := range st.Procs {
+		if p.Herald && p.URL != "" && strings.HasPrefix(p.Name, "herald-sender") {
+			senders = append(senders, p.URL+"/metrics")
+		}
+	}
+	go func() {
+		var sum float64
+		n := 0
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				if n == 0 {
+					m.done <- 0
+				} else {
+					m.done <- sum / float64(n)
+				}
+				return
+			case <-t.C:
+			}
+			for _, u := range senders {
+				if v, err := gauge(u, "herald_sender_in_flight"); err == nil {
+					sum += v
+				}
+			}
+			if len(senders) > 0 {
+				n++
+			}
+		}
+	}()
+	return m
+}
+
+// stop takes the last sample, when the drain has ended.
+func (m *meter) stop() {
+	m.cancel()
+	m.inHand = <-m.done
+	m.t1 = readTraffic(m.st)
+}
+
+// traffic is the phase's Traffic; nil when nothing was read.
+func (m *meter) traffic(delivered int) *Traffic {
+	t := m.t1.since(m.t0, delivered)
+	if t != nil {
+		t.SenderInFlight = round2(m.inHand)
+		t.MachineBusy = m.t1.cpu.busySince(m.t0.cpu)
+	}
+	return t
+}
+
+// cpuTimes are the machine's CPU times (/proc/stat's first line, in
+// ticks): busy and all.
+type cpuTimes struct{ busy, total int64 }
+
+func readCPUTimes() cpuTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return cpuTimes{}
+	}
+	var c cpuTimes
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i >= 8 { // guest times are already in user and nice
+			break
+		}
+		c.total += n
+		if i != 3 && i != 4 { // idle, iowait
+			c.busy += n
+		}
+	}
+	return c
+}
+
+func (c cpuTimes) busySince(c0 cpuTimes) float64 {
+	if c.total <= c0.total {
+		return 0
+	}
+	return round2(float64(c.busy-c0.busy) / float64(c.total-c0.total))
+}
+
+// gauge reads one unlabelled metric from a Prometheus text page.
+func gauge(url, name string) (float64, error) {
+	resp, err := probe.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no %s", url, name)
 }
 
 type natsVarz struct {
@@ -116,7 +245,7 @@ type natsVarz struct {
 // readTraffic samples the stack's Redis and NATS counters, where it knows
 // them; what cannot be read is left out.
 func readTraffic(st *Stack) trafficSample {
-	var s trafficSample
+	s := trafficSample{cpu: readCPUTimes()}
 	if st.RedisAddr != "" {
 		s.redis, _ = redisCommandStats(st.RedisAddr)
 	}
@@ -132,7 +261,7 @@ func readTraffic(st *Stack) trafficSample {
 // since is the traffic from s0 to s, per delivery too; nil when nothing
 // was read.
 func (s trafficSample) since(s0 trafficSample, delivered int) *Traffic {
-	if s.redis == nil && s.nats == nil {
+	if s.redis == nil && s.nats == nil && s.cpu.total == 0 {
 		return nil
 	}
 	t := &Traffic{}
@@ -229,7 +358,10 @@ type ScalingRow struct {
 	Speedup     float64 // over the run with the fewest senders, per sender
 	SlotBound   float64 // senders × workers / stall
 	CapBound    float64 // endpoints × cap / stall
-	MachineCPU  float64 // share of all cores busy while delivering, 0..1
+	MachineCPU  float64 // share of all cores the deployment and the bench used while delivering, 0..1
+	MachineBusy float64 // share of all cores busy, whoever used them, 0..1
+	SlotUse     float64 // mean share of the senders' workers holding a job, 0..1
+	JobMs       float64 // how long a job held its worker: jobs in hand / deliveries per second
 	Procs       []ProcFigures
 	SenderMicro float64 // CPU µs of all senders per delivery
 	TotalMicro  float64 // CPU µs of every process of the deployment per delivery
@@ -294,6 +426,13 @@ func Scaling(runs []RunResult, env []string) []ScalingRow {
 		if d := m.Ledger.Delivered; d > 0 {
 			row.SenderMicro = senders * 1e6 / float64(d)
 		}
+		if t := m.Traffic; t != nil {
+			row.MachineBusy = t.MachineBusy
+			row.SlotUse = t.SenderInFlight / float64(r.Senders*workers)
+			if row.PerSec > 0 {
+				row.JobMs = 1000 * t.SenderInFlight / row.PerSec
+			}
+		}
 		row.Bound = row.bound()
 		rows = append(rows, row)
 	}
@@ -306,39 +445,45 @@ func Scaling(runs []RunResult, env []string) []ScalingRow {
 	return rows
 }
 
-// bound names what limited the run: a slot bound it came within 80 % of,
-// else the CPU (the machine's cores 85 % busy, or one process using all it
-// can: Redis one core, the others every core), else nothing measured here.
+// bound names what limited the run. The senders' workers, if 80 % of
+// them held a job on average and each held it little longer than the
+// receiver took (1.5 × 50 ms; Little's law gives the time: jobs in hand /
+// deliveries per second): they waited for receivers. Workers as busy but
+// holding jobs longer were waiting for the CPU: with the machine's cores
+// 85 % busy that is the bound, and it says how much of the CPU was the
+// deployment's and the bench's and how much other work on the machine.
+// Then the endpoints' cap if the run came within 80 % of it, and Redis if
+// its one thread was 90 % busy; else nothing measured here.
 func (r ScalingRow) bound() string {
-	slots := r.SlotBound <= r.CapBound
-	hard := min(r.SlotBound, r.CapBound)
-	if r.PerSec >= 0.8*hard {
-		if slots {
-			return fmt.Sprintf("worker slots: %d sender(s) × workers / 50 ms = %s/s", r.Senders, fmtRate(r.SlotBound))
-		}
-		return fmt.Sprintf("endpoint cap: 200 endpoints × cap / 50 ms = %s/s", fmtRate(r.CapBound))
-	}
 	procs := slices.Clone(r.Procs)
 	sort.Slice(procs, func(i, j int) bool { return procs[i].CPUPercent > procs[j].CPUPercent })
 	var top []string
 	for _, p := range procs[:min(3, len(procs))] {
 		top = append(top, fmt.Sprintf("%s %.0f %%", p.Name, p.CPUPercent))
 	}
+	cores := runtime.NumCPU()
+	machine := fmt.Sprintf("the machine's %d cores %.0f %% busy (the deployment and the bench %.0f %%, other work %.0f %%)",
+		cores, 100*r.MachineBusy, 100*r.MachineCPU, max(0, 100*(r.MachineBusy-r.MachineCPU)))
+	stall := 1000 * scalingScenario.Stall.Seconds()
+	hot := r.MachineBusy >= 0.85 || r.MachineCPU >= 0.85
+	switch {
+	case r.SlotUse >= 0.8 && (r.JobMs <= 1.5*stall || !hot):
+		return fmt.Sprintf("worker slots: %.0f %% of the senders' workers busy, a job holding one %.0f ms (%.0f ms at the receiver)", 100*r.SlotUse, r.JobMs, stall)
+	case r.SlotUse >= 0.8:
+		return fmt.Sprintf("CPU: %s; the workers are %.0f %% busy but a job holds one %.0f ms, %.0f ms more than the receiver takes: waiting for the CPU; most: %s",
+			machine, 100*r.SlotUse, r.JobMs, r.JobMs-stall, strings.Join(top, ", "))
+	case r.PerSec >= 0.8*r.CapBound:
+		return fmt.Sprintf("endpoint cap: 200 endpoints × cap / 50 ms = %s/s", fmtRate(r.CapBound))
+	}
 	for _, p := range procs {
 		if p.Name == "redis-server" && p.CPUPercent >= 90 {
 			return fmt.Sprintf("CPU of redis-server, single-threaded (%.0f %% of a core)", p.CPUPercent)
 		}
 	}
-	cores := runtime.NumCPU()
-	if r.MachineCPU >= 0.85 {
-		return fmt.Sprintf("CPU: the machine's %d cores %.0f %% busy (most: %s)", cores, 100*r.MachineCPU, strings.Join(top, ", "))
+	if hot {
+		return fmt.Sprintf("CPU: %s; most: %s; %.0f %% of the workers busy", machine, strings.Join(top, ", "), 100*r.SlotUse)
 	}
-	for _, p := range procs {
-		if p.CPUPercent >= 90*float64(cores) {
-			return fmt.Sprintf("CPU of %s (%.0f %%)", p.Name, p.CPUPercent)
-		}
-	}
-	return fmt.Sprintf("none of these: %.0f %% of the CPU busy, %.0f %% of the slots (most CPU: %s)", 100*r.MachineCPU, 100*r.PerSec/hard, strings.Join(top, ", "))
+	return fmt.Sprintf("none of these: %s; %.0f %% of the workers busy; most CPU: %s", machine, 100*r.SlotUse, strings.Join(top, ", "))
 }
 
 func (r ScalingRow) redisLine() string {
@@ -383,7 +528,7 @@ func PrintScaling(w io.Writer, runs []RunResult, env []string) {
 	workers, endpointCap := ScalingSettings(env)
 	fmt.Fprintf(w, "\nScaling senders (200 endpoints answering in 50 ms; %d workers per sender, cap %d per endpoint; %d CPUs):\n", workers, endpointCap, runtime.NumCPU())
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "senders\tdelivered/s\tspeedup\tslot bound/s\tcap bound/s\tmachine CPU\tsender µs/delivery\tall µs/delivery\tRedis calls/delivery\tNATS msgs/delivery\t")
+	fmt.Fprintln(tw, "senders\tdelivered/s\tspeedup\tworkers busy\tjob ms\tslot bound/s\tcap bound/s\tCPU: ours/machine\tsender µs/delivery\tall µs/delivery\tRedis cmds/delivery\tNATS msgs/delivery\t")
 	for _, r := range rows {
 		redis, nats := "-", "-"
 		if r.Traffic != nil {
@@ -393,14 +538,14 @@ func PrintScaling(w io.Writer, runs []RunResult, env []string) {
 		if r.Void {
 			void = " VOID"
 		}
-		fmt.Fprintf(tw, "%d\t%s%s\t%.2f×\t%s\t%s\t%.0f %%\t%.0f\t%.0f\t%s\t%s\t\n", r.Senders, fmtRate(r.PerSec), void, r.Speedup,
-			fmtRate(r.SlotBound), fmtRate(r.CapBound), 100*r.MachineCPU, r.SenderMicro, r.TotalMicro, redis, nats)
+		fmt.Fprintf(tw, "%d\t%s%s\t%.2f×\t%.0f %%\t%.0f\t%s\t%s\t%.0f/%.0f %%\t%.0f\t%.0f\t%s\t%s\t\n", r.Senders, fmtRate(r.PerSec), void, r.Speedup,
+			100*r.SlotUse, r.JobMs, fmtRate(r.SlotBound), fmtRate(r.CapBound), 100*r.MachineCPU, 100*r.MachineBusy, r.SenderMicro, r.TotalMicro, redis, nats)
 	}
 	tw.Flush()
 	for _, r := range rows {
 		fmt.Fprintf(w, "  %d: bound: %s\n", r.Senders, r.Bound)
 		fmt.Fprintf(w, "     CPU while delivering (%% of one core): %s\n", r.procLine())
-		fmt.Fprintf(w, "     Redis calls per delivery: %s\n", r.redisLine())
+		fmt.Fprintf(w, "     Redis commands per delivery (those run inside scripts included): %s\n", r.redisLine())
 	}
 }
 
@@ -414,9 +559,11 @@ func ScalingMarkdown(runs []RunResult, env []string) string {
 	workers, endpointCap := ScalingSettings(env)
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nScaling senders: 200 endpoints answering in 50 ms, %d workers per sender, cap %d per endpoint, %d CPUs. "+
-		"Speedup is deliveries/s over the 1-sender run's; CPU is over the time spent delivering.\n\n", workers, endpointCap, runtime.NumCPU())
-	b.WriteString("| senders | delivered/s | speedup | slot bound/s | cap bound/s | machine CPU | sender µs/delivery | all µs/delivery | Redis calls/delivery | NATS msgs/delivery | bound | CPU per process (% of a core) |\n")
-	b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n")
+		"Speedup is deliveries/s over the 1-sender run's; workers busy is the mean share of the senders' workers holding a job, "+
+		"job ms how long each held one (Little's law); CPU is over the time spent delivering: ours is the deployment's and the bench's processes, "+
+		"machine is every process on the machine; Redis commands include those run inside scripts.\n\n", workers, endpointCap, runtime.NumCPU())
+	b.WriteString("| senders | delivered/s | speedup | workers busy | job ms | slot bound/s | cap bound/s | CPU ours / machine | sender µs/delivery | all µs/delivery | Redis cmds/delivery | NATS msgs/delivery | bound | CPU per process (% of a core) |\n")
+	b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n")
 	for _, r := range rows {
 		redis, nats := "", ""
 		if r.Traffic != nil {
@@ -426,8 +573,8 @@ func ScalingMarkdown(runs []RunResult, env []string) string {
 		if r.Void {
 			per += " **VOID**"
 		}
-		fmt.Fprintf(&b, "| %d | %s | %.2f× | %s | %s | %.0f %% | %.0f | %.0f | %s | %s | %s | %s |\n", r.Senders, per, r.Speedup,
-			fmtRate(r.SlotBound), fmtRate(r.CapBound), 100*r.MachineCPU, r.SenderMicro, r.TotalMicro, redis, nats, r.Bound, r.procLine())
+		fmt.Fprintf(&b, "| %d | %s | %.2f× | %.0f %% | %.0f | %s | %s | %.0f / %.0f %% | %.0f | %.0f | %s | %s | %s | %s |\n", r.Senders, per, r.Speedup,
+			100*r.SlotUse, r.JobMs, fmtRate(r.SlotBound), fmtRate(r.CapBound), 100*r.MachineCPU, 100*r.MachineBusy, r.SenderMicro, r.TotalMicro, redis, nats, r.Bound, r.procLine())
 	}
 	return b.String()
 }

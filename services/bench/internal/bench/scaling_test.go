@@ -1,11 +1,9 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -220,19 +218,29 @@ func waitUntil(ctx context.Context, within time.Duration, cond func() bool) erro
 	return nil
 }
 
-// gauge reads one unlabelled metric from a Prometheus text page.
-func gauge(url, name string) (float64, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+// TestScalingBound checks the names the report gives runs' bounds.
+func TestScalingBound(t *testing.T) {
+	for _, c := range []struct {
+		row  ScalingRow
+		want string
+	}{
+		{ScalingRow{Senders: 1, PerSec: 285, SlotUse: 0.98, JobMs: 55, CapBound: 40000, MachineBusy: 1, MachineCPU: 0.2}, "worker slots"},
+		{ScalingRow{Senders: 4, PerSec: 2900, SlotUse: 0.84, JobMs: 293, CapBound: 40000, MachineBusy: 1, MachineCPU: 0.6}, "CPU: "},
+		{ScalingRow{Senders: 4, PerSec: 2900, SlotUse: 0.4, JobMs: 60, CapBound: 40000, MachineBusy: 0.95, MachineCPU: 0.9}, "CPU: "},
+		{ScalingRow{Senders: 4, PerSec: 2900, SlotUse: 0.4, JobMs: 60, CapBound: 40000, MachineBusy: 0.5, MachineCPU: 0.5,
+			Procs: []ProcFigures{{Name: "redis-server", CPUPercent: 97}}}, "CPU of redis-server"},
+		{ScalingRow{Senders: 4, PerSec: 39000, SlotUse: 0.5, JobMs: 51, CapBound: 40000}, "endpoint cap"},
+		{ScalingRow{Senders: 4, PerSec: 100, SlotUse: 0.1, JobMs: 51, CapBound: 40000, MachineBusy: 0.2}, "none of these"},
+	} {
+		if got := c.row.bound(); !strings.HasPrefix(got, c.want) {
+			t.Errorf("%+v: bound %q, want %q...", c.row, got, c.want)
 		}
 	}
-	return 0, fmt.Errorf("%s: no %s", url, name)
+}
+
+func TestParseCommandStats(t *testing.T) {
+	got := parseCommandStats("# Commandstats\r\ncmdstat_evalsha:calls=12,usec=30,usec_per_call=2.50\r\ncmdstat_zadd:calls=4,usec=8\r\nused_memory:1\r\n")
+	if len(got) != 2 || got["evalsha"] != 12 || got["zadd"] != 4 {
+		t.Fatalf("parseCommandStats = %v", got)
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,17 +18,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldhq/herald/internal/testenv"
-	"github.com/heraldhq/herald/pkg/api"
 	"github.com/heraldhq/herald/pkg/bus"
-	"github.com/heraldhq/herald/pkg/cache"
-	"github.com/heraldhq/herald/pkg/deliver"
 	"github.com/heraldhq/herald/pkg/dlq"
 	"github.com/heraldhq/herald/pkg/event"
-	"github.com/heraldhq/herald/pkg/history"
-	"github.com/heraldhq/herald/pkg/ingest"
 	"github.com/heraldhq/herald/pkg/retry"
-	"github.com/heraldhq/herald/pkg/router"
-	"github.com/heraldhq/herald/pkg/sender"
+	"github.com/heraldhq/herald/pkg/service"
 	"github.com/heraldhq/herald/pkg/store"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 )
@@ -51,52 +44,64 @@ type fixture struct {
 	got     atomic.Int64
 }
 
-// newFixture serves the real API over a real JetStream on an httptest
-// server, with one tenant, the dead-letter service and the attempt
-// history. With pipeline, a router and a sender deliver what is sent (to
-// the fixture's receiver); without, jobs stay queued, so that the dead
-// letters a test makes are all there are.
+// newFixture runs the all-in-one (service.Run: embedded NATS, the real
+// Redis, the API on a loopback port) with one tenant. With pipeline, its
+// router and sender deliver what is sent (to the fixture's receiver,
+// retrying every 50 ms); without, it runs no sender, so jobs stay queued
+// and the dead letters a test makes are all there are.
 func newFixture(t *testing.T, pipeline bool) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	js := testenv.JetStream(t)
-	if err := bus.EnsureStreams(ctx, js, bus.Config{}); err != nil {
+	redisURL, prefix := testenv.Redis(t)
+	dataDir := t.TempDir()
+	cfg := service.Config{
+		Roles:    service.Roles{API: true, Router: true, Sender: pipeline},
+		Embedded: true, DataDir: dataDir, NATSListen: "127.0.0.1:0",
+		RedisURL: redisURL, RedisPrefix: prefix,
+		HTTPAddr: "127.0.0.1:0", LogLevel: "warn",
+		Schedule: retry.Schedule{50 * time.Millisecond, 50 * time.Millisecond},
+		// The fixture's receiver is on loopback, as a developer's is.
+		EgressAllowPrivate: true,
+	}
+	infoc := make(chan service.Info, 1)
+	done := make(chan error, 1)
+	go func() { done <- service.Run(ctx, cfg, testenv.Logger(t), func(i service.Info) { infoc <- i }) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("service.Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("service.Run did not stop within 30s")
+		}
+	})
+	var info service.Info
+	select {
+	case info = <-infoc:
+	case err := <-done:
+		t.Fatalf("service.Run: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("service.Run not ready within 30s")
+	}
+	if !info.Redis {
+		t.Fatalf("the all-in-one runs without Redis at %s", redisURL)
+	}
+	own, err := service.ReadEmbeddedNATSAuth(dataDir)
+	if err != nil {
 		t.Fatal(err)
 	}
+	js := testenv.ConnectJetStream(t, info.NATSURL, own.Options()...)
 	st, err := store.Open(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := testenv.Logger(t)
-	c := cache.New(st, st.KV())
-	svc, err := dlq.New(ctx, js, c, dlq.WithLogger(log))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	run := func(f func(context.Context) error) {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = f(ctx) }()
-	}
-	run(c.Run)
-	run(svc.Run)
-	testenv.Eventually(t, 5*time.Second, c.Ready, "cache watch not running")
-	if pipeline {
-		run(router.New(js, c, router.WithLogger(log)).Run)
-		run(sender.New(js, c, sender.WithLogger(log), sender.WithDisabler(st),
-			sender.WithSchedule(retry.Schedule{50 * time.Millisecond, 50 * time.Millisecond})).Run)
-	}
-	idx := history.NewMemory(time.Hour)
-	run(history.NewProjector(js, idx, history.WithLogger(log)).Run)
-	srv := httptest.NewServer(api.New(st, ingest.New(js), api.WithInvalidator(c), api.WithDLQ(svc), api.WithLogger(log),
-		api.WithHistory(history.NewReader(idx, js)), api.WithDeliverClient(deliver.New())))
-	t.Cleanup(srv.Close)
 	tn, key, err := st.CreateTenant(ctx, "cli")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, ctx: ctx, js: js, st: st, url: srv.URL, tenant: tn.ID, key: key,
+	f := &fixture{t: t, ctx: ctx, js: js, st: st, url: "http://" + info.HTTPAddr, tenant: tn.ID, key: key,
 		config: filepath.Join(t.TempDir(), "herald", "config.json")}
 	f.hook = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.got.Add(1)

@@ -94,6 +94,8 @@ var bodyRoutes = []bodyRoute{
 	{"PATCH /v1/event-types/{name}", `{"description":"d","name":"x"}`, `{"description":false}`, "description"},
 	{"POST /v1/dlq/replay", `{"all":true,"dry_run":true}`, `{"rate":"fast"}`, "rate"},
 	{"POST /v1/events/{id}/resend", `{"endpoint_id":"ep_1","force":true}`, `{"endpoint_id":5}`, "endpoint_id"},
+	{"POST /v1/listen", `{"events":["*"],"tunnel":true}`, `{"events":"*"}`, "events"},
+	{"POST /v1/endpoints/{id}/listen/responses", `{"request_id":"r","status":200,"latency":1}`, `{"status":"200"}`, "status"},
 }
 
 // bodyless are the POST and PATCH routes that read no body.

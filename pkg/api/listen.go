@@ -46,13 +46,13 @@ func checkNotListenURL(errs *valid.Errors, raw *string) {
 // caller's `herald listen` over the stream of GET
 // /v1/endpoints/{id}/listen. The body is an endpoint's, without url.
 func (s *Server) createListen(w http.ResponseWriter, r *http.Request) {
+	var in endpointInput
+	if !decode(w, r, &in) {
+		return
+	}
 	ls, ok := s.store.(ListenStore)
 	if !ok || s.listener == nil {
 		unavailable(w, r, "this process does not serve herald listen")
-		return
-	}
-	var in endpointInput
-	if !decode(w, r, &in) {
 		return
 	}
 	var errs valid.Errors
@@ -118,12 +118,12 @@ func (s *Server) streamListen(w http.ResponseWriter, r *http.Request) {
 // server's status, headers and body, or the error that kept it from
 // answering. It becomes the attempt's outcome.
 func (s *Server) respondListen(w http.ResponseWriter, r *http.Request) {
-	e, ok := s.listenEndpoint(w, r)
-	if !ok {
-		return
-	}
 	var resp listen.Response
 	if !decode(w, r, &resp) {
+		return
+	}
+	e, ok := s.listenEndpoint(w, r)
+	if !ok {
 		return
 	}
 	var errs valid.Errors

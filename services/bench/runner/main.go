@@ -28,7 +28,7 @@ import (
 func main() {
 	var (
 		scenarios   = flag.String("scenarios", "all", "comma-separated scenarios, or all: single,fanout,tenants,flaky,blackhole,latency,large,scaling (scaling runs on separate only, with 1, 2 and 4 senders)")
-		deployments = flag.String("deployments", "all-in-one,separate", "comma-separated: all-in-one, separate")
+		deployments = flag.String("deployments", "all-in-one,separate", "comma-separated: all-in-one, separate, separate-r3 (a three-node JetStream cluster, R3 streams)")
 		binDir      = flag.String("bin", "bin", "directory of herald, herald-ingest, herald-router, herald-sender (make build)")
 		natsServer  = flag.String("nats-server", "", "nats-server binary >= 2.12 (default: built from the module proxy and cached)")
 		redisServer = flag.String("redis-server", "", "redis-server binary (default: from PATH)")
@@ -53,7 +53,7 @@ func main() {
 			bin := filepath.Join(*binDir, "herald")
 			mustExist(bin)
 			deps = append(deps, bench.AllInOne{Bin: bin})
-		case "separate":
+		case "separate", "separate-r3":
 			for _, b := range []string{"herald-ingest", "herald-router", "herald-sender"} {
 				mustExist(filepath.Join(*binDir, b))
 			}
@@ -70,9 +70,13 @@ func main() {
 					fatal(fmt.Errorf("redis-server not on PATH (apt-get install redis-server, or --redis-server): %w", err))
 				}
 			}
-			deps = append(deps, bench.Separate{BinDir: *binDir, NATSServer: ns, RedisServer: rs, Senders: *senders})
+			sep := bench.Separate{BinDir: *binDir, NATSServer: ns, RedisServer: rs, Senders: *senders}
+			if d == "separate-r3" {
+				sep.Replicas = 3
+			}
+			deps = append(deps, sep)
 		default:
-			fatal(fmt.Errorf("unknown deployment %q (all-in-one, separate)", d))
+			fatal(fmt.Errorf("unknown deployment %q (all-in-one, separate, separate-r3)", d))
 		}
 	}
 	if len(deps) == 0 {

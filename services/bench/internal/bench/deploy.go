@@ -53,12 +53,13 @@ type Stack struct {
 	NATSOptions []nats.Option
 	AdminToken  string
 	Procs       []*Proc // processes to measure; empty when in-process
-	// RedisAddr and NATSMonitor (http://host:port), when set, are read
-	// before and after each load phase for what it cost them (Traffic).
-	RedisAddr   string
-	NATSMonitor string
-	stop        func()
-	once        sync.Once
+	// RedisAddr and NATSMonitors (http://host:port, one per node), when
+	// set, are read before and after each load phase for what it cost
+	// them (Traffic).
+	RedisAddr    string
+	NATSMonitors []string
+	stop         func()
+	once         sync.Once
 }
 
 // NewStack describes a deployment started by other means (in-process);
@@ -354,6 +355,9 @@ type Separate struct {
 	NATSServer  string // nats-server binary (>= 2.12)
 	RedisServer string // redis-server binary
 	Senders     int    // default 2
+	// Replicas 3 runs a three-node JetStream cluster and
+	// HERALD_STREAM_REPLICAS=3 (what R3 costs); 0 or 1: one nats-server.
+	Replicas int
 	// Label, when set, is the deployment's name instead of "separate": the
 	// scaling scenario's runs say how many senders they have.
 	Label string
@@ -361,8 +365,11 @@ type Separate struct {
 
 // Name implements Deployer.
 func (d Separate) Name() string {
-	if d.Label != "" {
+	switch {
+	case d.Label != "":
 		return d.Label
+	case d.Replicas > 1:
+		return fmt.Sprintf("separate-r%d", d.Replicas)
 	}
 	return "separate"
 }
@@ -375,23 +382,8 @@ func (d Separate) Start(ctx context.Context, o DeployOptions) (st *Stack, err er
 			stopAll(procs)
 		}
 	}()
-	natsAddr, err := freeAddr()
+	natsURL, monitors, err := d.startNATS(ctx, o.Dir, &procs)
 	if err != nil {
-		return nil, err
-	}
-	host, port, _ := net.SplitHostPort(natsAddr)
-	monPort, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	np, err := startProc(o.Dir, "nats-server", false, nil, d.NATSServer,
-		"-js", "-a", host, "-p", port, "-m", strconv.Itoa(monPort), "-sd", filepath.Join(o.Dir, "nats"), "-n", "bench-nats")
-	if err != nil {
-		return nil, err
-	}
-	procs = append(procs, np)
-	natsURL := "nats://" + natsAddr
-	if err := np.waitReady(ctx, func() error { return jetStreamUp(ctx, natsURL) }); err != nil {
 		return nil, err
 	}
 
@@ -416,6 +408,9 @@ func (d Separate) Start(ctx context.Context, o DeployOptions) (st *Stack, err er
 
 	admin := randToken("adm_bench")
 	common := []string{"NATS_URL=" + natsURL, "REDIS_URL=redis://" + redisAddr + "/0", "HERALD_REDIS_PREFIX=bench:"}
+	if d.Replicas > 1 {
+		common = append(common, "HERALD_STREAM_REPLICAS="+strconv.Itoa(d.Replicas))
+	}
 	ip, api, err := startHerald(ctx, o, "herald-ingest", filepath.Join(d.BinDir, "herald-ingest"), append(common, "HERALD_ADMIN_TOKEN="+admin))
 	if err != nil {
 		return nil, err
@@ -434,9 +429,58 @@ func (d Separate) Start(ctx context.Context, o DeployOptions) (st *Stack, err er
 		procs = append(procs, sp)
 	}
 	s := &Stack{Deployment: d.Name(), APIURL: api, NATSURL: natsURL, AdminToken: admin, Procs: procs,
-		RedisAddr: redisAddr, NATSMonitor: fmt.Sprintf("http://%s:%d", host, monPort)}
+		RedisAddr: redisAddr, NATSMonitors: monitors}
 	s.stop = func() { stopAll(s.Procs) }
 	return s, nil
+}
+
+// startNATS starts one nats-server, or Replicas of them routed into one
+// JetStream cluster, each with its monitoring port, and waits until
+// JetStream answers (on a cluster: a meta leader is elected). It returns
+// the client URLs, comma-separated, and the monitoring URLs.
+func (d Separate) startNATS(ctx context.Context, dir string, procs *[]*Proc) (string, []string, error) {
+	n := max(d.Replicas, 1)
+	var clients, routes, cluster, monitors []string
+	for range n {
+		c, err := freeAddr()
+		if err != nil {
+			return "", nil, err
+		}
+		r, err := freeAddr()
+		if err != nil {
+			return "", nil, err
+		}
+		m, err := freeAddr()
+		if err != nil {
+			return "", nil, err
+		}
+		clients, cluster, monitors = append(clients, c), append(cluster, r), append(monitors, "http://"+m)
+		routes = append(routes, "nats://"+r)
+	}
+	var urls []string
+	for i := range n {
+		host, port, _ := net.SplitHostPort(clients[i])
+		_, mport, _ := net.SplitHostPort(strings.TrimPrefix(monitors[i], "http://"))
+		name := "nats-server"
+		args := []string{"-js", "-a", host, "-p", port, "-m", mport, "-sd", filepath.Join(dir, "nats", strconv.Itoa(i)), "-n", "bench-nats-" + strconv.Itoa(i)}
+		if n > 1 {
+			name = fmt.Sprintf("nats-server-%d", i+1)
+			args = append(args, "--cluster_name", "bench", "--cluster", "nats://"+cluster[i], "--routes", strings.Join(routes, ","))
+		}
+		p, err := startProc(dir, name, false, nil, d.NATSServer, args...)
+		if err != nil {
+			return "", nil, err
+		}
+		*procs = append(*procs, p)
+		urls = append(urls, "nats://"+clients[i])
+	}
+	url := strings.Join(urls, ",")
+	for _, p := range (*procs)[len(*procs)-n:] {
+		if err := p.waitReady(ctx, func() error { return jetStreamUp(ctx, url) }); err != nil {
+			return "", nil, err
+		}
+	}
+	return url, monitors, nil
 }
 
 func jetStreamUp(ctx context.Context, url string) error {

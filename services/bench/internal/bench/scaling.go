@@ -72,7 +72,7 @@ func plan(sc Scenario, deps []Deployer) []planned {
 		for _, n := range sc.Senders {
 			s := sc
 			s.Count = sc.Count * n
-			sep.Senders, sep.Label = n, ScalingLabel(n)
+			sep.Senders, sep.Label = n, strings.Replace(ScalingLabel(n), "separate", d.Name(), 1)
 			out = append(out, planned{sc: s, dep: sep, senders: n})
 		}
 	}
@@ -249,11 +249,17 @@ func readTraffic(st *Stack) trafficSample {
 	if st.RedisAddr != "" {
 		s.redis, _ = redisCommandStats(st.RedisAddr)
 	}
-	if st.NATSMonitor != "" {
+	for _, mon := range st.NATSMonitors { // summed over a cluster's nodes
 		var v natsVarz
-		if err := getJSON(st.NATSMonitor+"/varz", &v); err == nil {
-			s.nats = &v
+		if err := getJSON(mon+"/varz", &v); err != nil {
+			s.nats = nil
+			break
 		}
+		if s.nats == nil {
+			s.nats = &natsVarz{}
+		}
+		s.nats.InMsgs, s.nats.OutMsgs = s.nats.InMsgs+v.InMsgs, s.nats.OutMsgs+v.OutMsgs
+		s.nats.InBytes, s.nats.OutBytes = s.nats.InBytes+v.InBytes, s.nats.OutBytes+v.OutBytes
 	}
 	return s
 }

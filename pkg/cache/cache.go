@@ -65,6 +65,8 @@ type Cache struct {
 
 	redisDown atomic.Bool
 	ready     atomic.Bool
+	started   chan struct{} // closed once the watch first runs (Started)
+	startOnce sync.Once
 	watchDown atomic.Bool // the watch stopped and has not run since
 	// changes counts invalidations; a load keeps its result locally only if
 	// none happened while it fetched, or it could put back a stale value.
@@ -113,7 +115,7 @@ func WithTTL(d time.Duration) Option { return func(c *Cache) { c.ttl = d } }
 // New returns a cache over src whose in-process layer is invalidated by
 // watching kv. Call Run to start the watch.
 func New(src Source, kv jetstream.KeyValue, opts ...Option) *Cache {
-	c := &Cache{src: src, kv: kv, ttl: 5 * time.Minute, log: zerolog.Nop(), local: map[string]*entry{}}
+	c := &Cache{src: src, kv: kv, ttl: 5 * time.Minute, log: zerolog.Nop(), local: map[string]*entry{}, started: make(chan struct{})}
 	for _, o := range opts {
 		o(c)
 	}
@@ -124,6 +126,11 @@ func New(src Source, kv jetstream.KeyValue, opts ...Option) *Cache {
 // Ready reports whether the change watch is running, so the cache can be
 // trusted to notice changes.
 func (c *Cache) Ready() bool { return c.ready.Load() }
+
+// Started is closed once the change watch first runs, so a process can
+// wait for it before it says it is ready (Ready may turn false later,
+// while the watch restarts).
+func (c *Cache) Started() <-chan struct{} { return c.started }
 
 // Run watches the store for endpoint changes until ctx ends, restarting the
 // watch after errors. Each (re)start drops the whole in-process layer and
@@ -268,6 +275,7 @@ func (c *Cache) watchStream(ctx context.Context) error {
 
 // watching notes that a watch runs, and says so once after an outage.
 func (c *Cache) watching() {
+	c.startOnce.Do(func() { close(c.started) })
 	if c.watchDown.Swap(false) {
 		c.log.Info().Msg("endpoint change watch running again")
 	}

@@ -33,7 +33,9 @@ type part struct {
 // the stream keeper. The keeper comes last among all parts: roles register
 // with it what they do when DELIVERIES is lost, before it starts.
 func (b *base) shared() []part {
-	return []part{{name: "cache", run: b.cache.Run}}
+	// Ready once the change watch runs: /readyz checks it, so a process
+	// that said "ready" before would answer 503 for a moment.
+	return []part{{name: "cache", run: b.cache.Run, ready: b.cache.Started()}}
 }
 
 // keeperPart runs the stream keeper.

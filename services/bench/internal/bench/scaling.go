@@ -101,6 +101,9 @@ type Traffic struct {
 	// RedisCalls counts commands by name (INFO itself left out).
 	RedisCalls            map[string]int64 `json:"redis_calls,omitempty"`
 	RedisCallsPerDelivery float64          `json:"redis_calls_per_delivery,omitempty"`
+	// RedisMemoryPerDelivery is the growth of Redis's used_memory per
+	// delivery: mostly the attempt history index, kept for the retention.
+	RedisMemoryPerDelivery float64 `json:"redis_memory_bytes_per_delivery,omitempty"`
 	// NATS messages and bytes into and out of the server (every client:
 	// publishes, deliveries to consumers, acks, API requests).
 	NATSInMsgs           int64   `json:"nats_in_msgs,omitempty"`
@@ -112,7 +115,7 @@ type Traffic struct {
 }
 
 type trafficSample struct {
-	redis map[string]int64
+	redis map[string]int64 // calls by command, and "used_memory" in bytes
 	nats  *natsVarz
 	cpu   cpuTimes
 }
@@ -247,7 +250,7 @@ type natsVarz struct {
 func readTraffic(st *Stack) trafficSample {
 	s := trafficSample{cpu: readCPUTimes()}
 	if st.RedisAddr != "" {
-		s.redis, _ = redisCommandStats(st.RedisAddr)
+		s.redis, _ = redisInfo(st.RedisAddr)
 	}
 	for _, mon := range st.NATSMonitors { // summed over a cluster's nodes
 		var v natsVarz
@@ -281,6 +284,10 @@ func (s trafficSample) since(s0 trafficSample, delivered int) *Traffic {
 		t.RedisCalls = map[string]int64{}
 		var sum int64
 		for cmd, n := range s.redis {
+			if cmd == usedMemory {
+				t.RedisMemoryPerDelivery = per(n - s0.redis[cmd])
+				continue
+			}
 			if d := n - s0.redis[cmd]; d > 0 && cmd != "info" {
 				t.RedisCalls[cmd] = d
 				sum += d
@@ -297,15 +304,19 @@ func (s trafficSample) since(s0 trafficSample, delivered int) *Traffic {
 	return t
 }
 
-// redisCommandStats reads INFO commandstats: calls per command.
-func redisCommandStats(addr string) (map[string]int64, error) {
+// usedMemory is the key of Redis's used_memory in what redisInfo returns.
+const usedMemory = "used_memory"
+
+// redisInfo reads INFO: calls per command (commandstats), and
+// used_memory.
+func redisInfo(addr string) (map[string]int64, error) {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := io.WriteString(c, "INFO commandstats\r\n"); err != nil {
+	if _, err := io.WriteString(c, "INFO all\r\n"); err != nil {
 		return nil, err
 	}
 	r := bufio.NewReader(c)
@@ -327,11 +338,15 @@ func redisCommandStats(addr string) (map[string]int64, error) {
 	return parseCommandStats(string(body)), nil
 }
 
-// parseCommandStats reads lines "cmdstat_evalsha:calls=12,usec=...".
+// parseCommandStats reads lines "cmdstat_evalsha:calls=12,usec=..." and
+// "used_memory:1234".
 func parseCommandStats(info string) map[string]int64 {
 	out := map[string]int64{}
 	for line := range strings.SplitSeq(info, "\n") {
 		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && name == usedMemory {
+			out[usedMemory], _ = strconv.ParseInt(rest, 10, 64)
+		}
 		if !ok || !strings.HasPrefix(name, "cmdstat_") {
 			continue
 		}
@@ -552,6 +567,9 @@ func PrintScaling(w io.Writer, runs []RunResult, env []string) {
 		fmt.Fprintf(w, "  %d: bound: %s\n", r.Senders, r.Bound)
 		fmt.Fprintf(w, "     CPU while delivering (%% of one core): %s\n", r.procLine())
 		fmt.Fprintf(w, "     Redis commands per delivery (those run inside scripts included): %s\n", r.redisLine())
+		if r.Traffic != nil {
+			fmt.Fprintf(w, "     Redis memory per delivery: %+.0f bytes; NATS bytes per delivery: %.0f\n", r.Traffic.RedisMemoryPerDelivery, r.Traffic.NATSBytesPerDelivery)
+		}
 	}
 }
 

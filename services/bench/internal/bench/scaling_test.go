@@ -239,8 +239,8 @@ func TestScalingBound(t *testing.T) {
 }
 
 func TestParseCommandStats(t *testing.T) {
-	got := parseCommandStats("# Commandstats\r\ncmdstat_evalsha:calls=12,usec=30,usec_per_call=2.50\r\ncmdstat_zadd:calls=4,usec=8\r\nused_memory:1\r\n")
-	if len(got) != 2 || got["evalsha"] != 12 || got["zadd"] != 4 {
+	got := parseCommandStats("# Memory\r\nused_memory:1024\r\nused_memory_rss:2048\r\n# Commandstats\r\ncmdstat_evalsha:calls=12,usec=30,usec_per_call=2.50\r\ncmdstat_zadd:calls=4,usec=8\r\n")
+	if len(got) != 3 || got["evalsha"] != 12 || got["zadd"] != 4 || got[usedMemory] != 1024 {
 		t.Fatalf("parseCommandStats = %v", got)
 	}
 }

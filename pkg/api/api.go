@@ -25,6 +25,7 @@ import (
 	"github.com/heraldhq/herald/pkg/ingest"
 	"github.com/heraldhq/herald/pkg/store"
 	"github.com/heraldhq/herald/pkg/strictjson"
+	"github.com/heraldhq/herald/pkg/trace"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/rs/zerolog"
 )
@@ -118,6 +119,7 @@ type Server struct {
 	backlogs    Backlogs
 	inflight    budget
 	listener    Listener
+	tracer      *trace.Tracer
 }
 
 // Option configures a Server.
@@ -126,6 +128,11 @@ type Option func(*Server)
 // WithAdminToken sets the operator token that guards tenant management.
 // Without one, those routes answer 401.
 func WithAdminToken(t string) Option { return func(s *Server) { s.adminToken = []byte(t) } }
+
+// WithTracer continues, in the span of each event stored, the trace a
+// producer sends in the request's traceparent header (package trace); the
+// Publisher records the span.
+func WithTracer(t *trace.Tracer) Option { return func(s *Server) { s.tracer = t } }
 
 // WithLogger sets the logger.
 func WithLogger(l zerolog.Logger) Option { return func(s *Server) { s.log = l } }
@@ -316,7 +323,7 @@ func (s *Server) handle(pattern string, h http.HandlerFunc) {
 			tooLarge(w, r)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		r.Body = http.MaxBytesReader(unwrap(w), r.Body, limit)
 		h(w, r)
 	})
 }
@@ -326,7 +333,10 @@ func (s *Server) handle(pattern string, h http.HandlerFunc) {
 func (s *Server) Routes() []string { return slices.Clone(s.patterns) }
 
 // ServeHTTP applies the edge rules common to every route, then routes.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	w := &statusWriter{ResponseWriter: rw}
+	defer func() { observe(r, w.code(), time.Since(start)) }()
 	if len(r.URL.RequestURI()) > maxURLLength {
 		writeProblem(w, r, Problem{Type: problemBase + "uri-too-long", Status: http.StatusRequestURITooLong,
 			Detail: fmt.Sprintf("the URL is longer than %d bytes", maxURLLength)})

@@ -63,7 +63,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	res, err := s.pub.Publish(r.Context(), tenant, in)
+	res, err := s.pub.Publish(s.tracer.Extract(r.Context(), r.Header), tenant, in)
 	if err != nil {
 		if invalid(w, r, err) {
 			return

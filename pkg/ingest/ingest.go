@@ -10,11 +10,15 @@ import (
 
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/event"
+	"github.com/heraldhq/herald/pkg/trace"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -35,6 +39,7 @@ type Payloads interface {
 type Publisher struct {
 	js       jetstream.JetStream
 	payloads Payloads
+	tracer   *trace.Tracer
 	now      func() time.Time
 }
 
@@ -46,6 +51,12 @@ type Option func(*Publisher)
 // Without it, every event travels inline (and must fit in one NATS
 // message).
 func WithPayloads(p Payloads) Option { return func(pub *Publisher) { pub.payloads = p } }
+
+// WithTracer records a span per event stored, and carries its context in
+// the event's headers to the router (package trace). The span is a child
+// of the one in Publish's ctx, such as the producer's, which the API
+// extracts from the request's traceparent.
+func WithTracer(t *trace.Tracer) Option { return func(pub *Publisher) { pub.tracer = t } }
 
 // New returns a Publisher.
 func New(js jetstream.JetStream, opts ...Option) *Publisher {
@@ -72,13 +83,26 @@ type Result struct {
 // the event refers to it. If the event is then not stored, or was a
 // duplicate (the stored copy has its own body), the body is deleted again:
 // a failed Publish leaves nothing behind.
-func (p *Publisher) Publish(ctx context.Context, tenant string, in event.Input) (Result, error) {
+func (p *Publisher) Publish(ctx context.Context, tenant string, in event.Input) (res Result, err error) {
 	if err := in.Validate(); err != nil {
 		return Result{}, err
 	}
 	id := in.ID
 	if id == "" {
 		id = event.NewID("evt")
+	}
+	ctx, span := p.tracer.Start(ctx, trace.SpanIngest, oteltrace.SpanKindProducer)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String(trace.AttrTenantID, tenant), attribute.String(trace.AttrEventID, id),
+			attribute.String(trace.AttrEventType, in.Type))
+		defer func() {
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			} else {
+				span.SetAttributes(attribute.Bool(trace.AttrDuplicate, res.Duplicate))
+			}
+			span.End()
+		}()
 	}
 	ev := &heraldv1.Event{
 		Id:               id,
@@ -102,6 +126,7 @@ func (p *Publisher) Publish(ctx context.Context, tenant string, in event.Input) 
 	}
 	msg := &nats.Msg{Subject: bus.EventSubject(tenant, in.Type), Data: b, Header: nats.Header{}}
 	msg.Header.Set(bus.HeaderEncoding, bus.EncodingProto)
+	p.tracer.Inject(ctx, msg.Header)
 	ack, err := p.publish(ctx, msg, tenant+"/"+id, ev.PayloadRef != nil)
 	if err != nil {
 		p.dropPayload(ctx, ev)

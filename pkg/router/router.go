@@ -18,12 +18,16 @@ import (
 	"github.com/heraldhq/herald/pkg/ops"
 	"github.com/heraldhq/herald/pkg/payload"
 	"github.com/heraldhq/herald/pkg/store"
+	"github.com/heraldhq/herald/pkg/trace"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -56,6 +60,7 @@ type Router struct {
 	js       jetstream.JetStream
 	eps      Endpoints
 	payloads Payloads
+	tracer   *trace.Tracer
 	log      zerolog.Logger
 	workers  int
 	now      func() time.Time
@@ -86,6 +91,12 @@ func WithAckWait(d time.Duration) Option { return func(r *Router) { r.ackWait = 
 // (payload_ref) have their jobs counted, so the body is removed after the
 // last one; producers' references (Herald-Payload-Ref) are checked.
 func WithPayloads(p Payloads) Option { return func(r *Router) { r.payloads = p } }
+
+// WithTracer records a span per event routed, continuing the trace its
+// message carries (ingest's, or a producer's traceparent on NATS) or
+// starting one, and carries its context in every job's headers to the
+// senders (package trace).
+func WithTracer(t *trace.Tracer) Option { return func(r *Router) { r.tracer = t } }
 
 // DefaultWorkers is how many events one router process routes at once
 // (HERALD_ROUTER_WORKERS).
@@ -148,7 +159,16 @@ func (r *Router) consume(ctx context.Context, sem chan struct{}, wg *sync.WaitGr
 }
 
 func (r *Router) handle(ctx context.Context, msg jetstream.Msg) {
+	ctx, span := r.tracer.Start(r.tracer.Extract(ctx, msg.Headers()), trace.SpanRoute, oteltrace.SpanKindConsumer)
+	defer span.End()
 	ev, seq, err := r.prepare(ctx, msg)
+	if span.IsRecording() && ev != nil {
+		span.SetAttributes(attribute.String(trace.AttrTenantID, ev.TenantId), attribute.String(trace.AttrEventID, ev.Id),
+			attribute.String(trace.AttrEventType, ev.Type))
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
 	var later *retryLater
 	switch {
 	case errors.As(err, &later):
@@ -163,7 +183,11 @@ func (r *Router) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	n, err := r.route(ctx, ev, seq)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int(trace.AttrJobs, n))
+	}
 	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
 		eventsRouted.WithLabelValues("retried").Inc()
 		r.log.Warn().Err(err).Str("event_id", ev.Id).Str("tenant_id", ev.TenantId).Msg("routing failed; will retry")
 		_ = msg.NakWithDelay(time.Second)
@@ -323,7 +347,7 @@ func (r *Router) route(ctx context.Context, ev *heraldv1.Event, seq uint64) (int
 		if err != nil {
 			return 0, fmt.Errorf("encode job: %w", err)
 		}
-		f, err := r.js.PublishMsgAsync(&nats.Msg{Subject: bus.DeliverySubject(ev.TenantId, ep.ID), Data: b},
+		f, err := r.js.PublishMsgAsync(&nats.Msg{Subject: bus.DeliverySubject(ev.TenantId, ep.ID), Data: b, Header: r.tracer.Inject(ctx, nil)},
 			jetstream.WithMsgID(job.Id), jetstream.WithExpectStream(bus.StreamDeliveries), jetstream.WithStallWait(5*time.Second))
 		if err != nil {
 			return 0, fmt.Errorf("publish job: %w", err)

@@ -12,10 +12,14 @@ import (
 	"github.com/heraldhq/herald/pkg/limit"
 	"github.com/heraldhq/herald/pkg/ops"
 	"github.com/heraldhq/herald/pkg/store"
+	"github.com/heraldhq/herald/pkg/trace"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -89,6 +93,9 @@ func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
 	}
 	log := s.log.With().Str("job_id", job.Id).Str("event_id", job.Event.Id).Str("tenant_id", job.TenantId).Str("endpoint_id", job.EndpointId).Logger()
 	attempt := int(job.PriorAttempts) + 1
+	// The job's trace: what it stores next (a schedule, a dead letter)
+	// carries it on, so every attempt of the event joins one trace.
+	ctx = s.tracer.Extract(ctx, msg.Headers())
 
 	ep, err := s.eps.Endpoint(ctx, job.TenantId, job.EndpointId)
 	switch {
@@ -122,8 +129,13 @@ func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
 		return
 	}
 
+	ctx, span := s.tracer.Start(ctx, trace.SpanAttempt, oteltrace.SpanKindClient)
+	defer span.End() // after the outcome is stored: a retry's schedule carries this span
 	started := s.endpoints.start(ep.ID)
 	rec, decision := s.attempt(ctx, msg, &ep, job, attempt)
+	if span.IsRecording() {
+		traceAttempt(span, rec, decision)
+	}
 	if permit != nil {
 		permit.Done(ctx, rec.StatusCode >= 200 && rec.StatusCode <= 299)
 	}
@@ -149,9 +161,31 @@ func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
 		s.schedule(ctx, msg, job, attempt, decision.Delay, log)
 	case DeadLetter:
 		if decision.Disable {
-			s.disable(ctx, job, decision.Reason, log)
+			s.disable(ctx, job, decision.Reason, disabledGone, log)
 		}
 		s.deadLetter(ctx, msg, job, rec, decision.Reason, false, log)
+	}
+}
+
+// traceAttempt describes an attempt on its span: the job, the attempt's
+// number, the receiver's status and the outcome class; a failed attempt's
+// span has status Error.
+func traceAttempt(span oteltrace.Span, rec *heraldv1.Attempt, d Decision) {
+	span.SetAttributes(
+		attribute.String(trace.AttrTenantID, rec.TenantId),
+		attribute.String(trace.AttrEndpointID, rec.EndpointId),
+		attribute.String(trace.AttrEventID, rec.EventId),
+		attribute.String(trace.AttrJobID, rec.JobId),
+		attribute.Int(trace.AttrAttempt, int(rec.Number)),
+		attribute.Int(trace.AttrStatusCode, int(rec.StatusCode)),
+		attribute.String(trace.AttrOutcomeClass, rec.ErrorClass),
+	)
+	if d.Action != Ack {
+		msg := rec.ErrorClass
+		if rec.Error != "" {
+			msg += ": " + rec.Error
+		}
+		span.SetStatus(codes.Error, msg)
 	}
 }
 
@@ -331,7 +365,7 @@ func (s *Sender) schedule(ctx context.Context, msg jetstream.Msg, job *heraldv1.
 		key += "-" + job.ReplayId
 	}
 	subject := bus.RetrySubject(key, done)
-	pub := &nats.Msg{Subject: subject, Data: b}
+	pub := &nats.Msg{Subject: subject, Data: b, Header: s.tracer.Inject(ctx, nil)}
 	opts := []jetstream.PublishOpt{
 		jetstream.WithScheduleAt(s.retryAt(d)),
 		jetstream.WithScheduleTarget(bus.DueSubject(job.TenantId, job.EndpointId, key)),
@@ -374,8 +408,15 @@ func (s *Sender) publishPatiently(ctx context.Context, m *nats.Msg, opts []jetst
 	}, bus.RetryFor(budget))
 }
 
-// disable turns the endpoint off (410 Gone) and says so on the ops subject.
-func (s *Sender) disable(ctx context.Context, job *heraldv1.DeliveryJob, reason string, log zerolog.Logger) {
+// Causes of disabling an endpoint (herald_endpoints_disabled_total).
+const (
+	disabledGone    = "gone"    // the receiver answered 410
+	disabledFailing = "failing" // no success for HERALD_DISABLE_AFTER
+)
+
+// disable turns the endpoint off and says so on the ops subject; cause is
+// disabledGone or disabledFailing.
+func (s *Sender) disable(ctx context.Context, job *heraldv1.DeliveryJob, reason, cause string, log zerolog.Logger) {
 	if s.disabler == nil {
 		return
 	}
@@ -383,6 +424,7 @@ func (s *Sender) disable(ctx context.Context, job *heraldv1.DeliveryJob, reason 
 		log.Error().Err(err).Msg("disable endpoint failed")
 		return
 	}
+	disabledEndpoints.WithLabelValues(cause).Inc()
 	log.Warn().Str("reason", reason).Msg("endpoint disabled")
 	s.emit(ctx, job, ops.EndpointDisabled, job.EndpointId+":"+strconv.FormatInt(s.now().UnixMilli(), 10),
 		map[string]any{"endpoint_id": job.EndpointId, "reason": reason}, log)
@@ -406,7 +448,7 @@ func (s *Sender) trackHealth(ctx context.Context, ep *store.Endpoint, job *heral
 	if err != nil || since.IsZero() || s.now().Sub(since) < s.disableAfter {
 		return
 	}
-	s.disable(ctx, job, fmt.Sprintf("failing without a success since %s", since.UTC().Format(time.RFC3339)), log)
+	s.disable(ctx, job, fmt.Sprintf("failing without a success since %s", since.UTC().Format(time.RFC3339)), disabledFailing, log)
 }
 
 func (s *Sender) emit(ctx context.Context, job *heraldv1.DeliveryJob, typ, key string, data map[string]any, log zerolog.Logger) {
@@ -437,6 +479,9 @@ func (s *Sender) attempt(ctx context.Context, msg jetstream.Msg, ep *store.Endpo
 		stop()
 	}
 	attempts.WithLabelValues(string(out.Class)).Inc()
+	if out.Latency > 0 { // a request was sent
+		attemptLatency.Observe(out.Latency.Seconds())
+	}
 	rec.StatusCode = int32(out.Status)
 	rec.LatencyUs = out.Latency.Microseconds()
 	rec.ErrorClass = string(out.Class)
@@ -493,7 +538,7 @@ func (s *Sender) deadLetter(ctx context.Context, msg jetstream.Msg, job *heraldv
 	b, err := proto.Marshal(dl)
 	if err == nil {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err = s.js.PublishMsg(pctx, &nats.Msg{Subject: bus.DLQSubject(job.TenantId, job.EndpointId), Data: b},
+		_, err = s.js.PublishMsg(pctx, &nats.Msg{Subject: bus.DLQSubject(job.TenantId, job.EndpointId), Data: b, Header: s.tracer.Inject(ctx, nil)},
 			jetstream.WithMsgID(fmt.Sprintf("dead:%s:%s:%d:%s", job.Id, job.ReplayId, job.PriorAttempts, position(msg))), jetstream.WithExpectStream(bus.StreamDLQ))
 		cancel()
 	}

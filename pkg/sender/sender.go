@@ -20,6 +20,7 @@ import (
 	"github.com/heraldhq/herald/pkg/limit"
 	"github.com/heraldhq/herald/pkg/retry"
 	"github.com/heraldhq/herald/pkg/store"
+	"github.com/heraldhq/herald/pkg/trace"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -42,6 +43,11 @@ var (
 		Help:    "From event accepted to 2xx received.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 20),
 	})
+	attemptLatency = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "herald_attempt_duration_seconds",
+		Help:    "One HTTP attempt, from sending the request until the status and the kept body were read; attempts that sent nothing are left out.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 20),
+	})
 	inFlight = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "herald_sender_in_flight",
 		Help: "Jobs being worked on by this process.",
@@ -58,6 +64,10 @@ var (
 		Name: "herald_sender_scheduled_total",
 		Help: "Jobs stored as message schedules: every retry, and limit waits too long for the consumer.",
 	})
+	disabledEndpoints = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_endpoints_disabled_total",
+		Help: "Endpoints the senders disabled, by cause: gone (the receiver answered 410), failing (no success for HERALD_DISABLE_AFTER).",
+	}, []string{"cause"})
 	settleErrors = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_sender_settle_errors_total",
 		Help: "Acks, naks, terms and progress reports that could not be sent, by op; JetStream redelivers after AckWait.",
@@ -135,6 +145,7 @@ type Sender struct {
 	health        Health
 	ops           Ops
 	payloads      Payloads
+	tracer        *trace.Tracer
 	endpoints     endpoints
 	endpointCap   int
 	log           zerolog.Logger
@@ -221,6 +232,12 @@ func WithClient(c *deliver.Client) Option { return func(s *Sender) { s.client = 
 
 // WithDisabler sets what disables endpoints that answer 410.
 func WithDisabler(d Disabler) Option { return func(s *Sender) { s.disabler = d } }
+
+// WithTracer records a span per attempt, continuing the trace the job's
+// message carries (the router's span, or the previous attempt's through a
+// retry schedule), and carries it on in the schedule or dead letter the
+// attempt leads to (package trace).
+func WithTracer(t *trace.Tracer) Option { return func(s *Sender) { s.tracer = t } }
 
 // WithAckWait sets the consumer's AckWait: how long a dead sender's jobs
 // stay invisible before another sender gets them.

@@ -23,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/pkg/payload"
 	"github.com/heraldhq/herald/pkg/seal"
 	"github.com/heraldhq/herald/pkg/store"
+	"github.com/heraldhq/herald/pkg/trace"
 	"github.com/heraldhq/herald/pkg/version"
 )
 
@@ -49,6 +50,7 @@ type base struct {
 	egress   *egress.Policy
 	client   *deliver.Client
 	keeper   *streamKeeper
+	tracer   *trace.Tracer // nil: tracing off
 
 	closers []func() // run in reverse by close
 }
@@ -66,6 +68,12 @@ func openBase(ctx context.Context, cfg Config, log zerolog.Logger) (_ *base, err
 	if b.sealer, err = secretSealer(cfg, log); err != nil { // secrets at rest (secrets.go)
 		return nil, err
 	}
+	tracer, flush, err := openTracer(ctx, cfg) // OTEL_* (tracing.go)
+	if err != nil {
+		return nil, err
+	}
+	b.tracer = tracer
+	b.closers = append(b.closers, flush)
 	if err := b.openNATS(ctx); err != nil {
 		return nil, err
 	}

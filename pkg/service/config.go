@@ -136,6 +136,8 @@ type Config struct {
 	LogFormat                string
 	// PprofAddr serves Go's profiler when set (pprof.go).
 	PprofAddr string
+	// Tracing is the OpenTelemetry tracing configuration (tracing.go).
+	Tracing Tracing
 }
 
 // DefaultTenantEventsPerSecond is HERALD_TENANT_EVENTS_PER_SECOND's default.
@@ -241,6 +243,7 @@ func (c Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.NATSClient.check()...)
+	errs = append(errs, c.Tracing.check()...)
 	// The errors name the variable and the problem, never the key.
 	if c.EncryptionKey != "" {
 		if _, err := seal.ParseKey(c.EncryptionKey); err != nil {

@@ -79,6 +79,7 @@ func TestConfigDefaults(t *testing.T) {
 		MaxEventBytes: 5 << 20, MaxInflightEventBytes: 64 << 20, InlinePayloadBytes: 64 << 10, PayloadCacheBytes: 64 << 20,
 		TenantEventsPerSecond: 1000, TenantTestSendsPerSecond: 10,
 		LogLevel: "info", LogFormat: "auto",
+		Tracing: Tracing{Exporter: "none", Protocol: "http/protobuf", Sampler: "parentbased_always_on"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("defaults\n got %+v\nwant %+v", c, want)

@@ -48,7 +48,7 @@ func (b *base) keeperPart() part {
 // lost, the router routes again what it may have held.
 func (b *base) routerRole() []part {
 	r := router.New(b.js, b.cache, router.WithLogger(b.component("router")), router.WithWorkers(b.cfg.RouterWorkers),
-		router.WithAckWait(b.cfg.AckWait), router.WithPayloads(b.payloads))
+		router.WithAckWait(b.cfg.AckWait), router.WithPayloads(b.payloads), router.WithTracer(b.tracer))
 	b.keeper.onDeliveriesLost(func(ctx context.Context, since time.Time) {
 		if _, err := r.Reroute(ctx, since); err != nil {
 			b.log.Error().Err(err).Msg("events not routed again after DELIVERIES was lost")
@@ -85,6 +85,7 @@ func (b *base) senderRole() ([]part, health.Check) {
 		sender.WithClient(b.client),
 		sender.WithPayloads(b.payloads),
 		sender.WithHolder(b.held),
+		sender.WithTracer(b.tracer),
 	)
 	return []part{
 		{name: "sender", run: s.Run, ready: s.Ready()},
@@ -119,6 +120,7 @@ func (b *base) apiRole(ctx context.Context) (http.Handler, []part, error) {
 		api.WithURLCheck(b.egress.CheckURL),
 		api.WithBacklogs(b.held),
 		api.WithListener(listen.NewRelay(b.nc)),
+		api.WithTracer(b.tracer),
 	}
 	aopts = append(aopts, testSendLimits(cfg, b.rdb, b.limits, log)...)
 	if b.hidx != nil {
@@ -137,11 +139,12 @@ func (b *base) apiRole(ctx context.Context) (http.Handler, []part, error) {
 		return nil, nil, err
 	}
 	aopts = append(aopts, api.WithDLQ(dq))
-	a := api.New(b.st, ingest.New(b.js, ingest.WithPayloads(b.payloads)), aopts...)
+	a := api.New(b.st, ingest.New(b.js, ingest.WithPayloads(b.payloads), ingest.WithTracer(b.tracer)), aopts...)
 	storeLog := b.component("store")
 	return a, []part{
 		{name: "dlq", run: dq.Run},
 		{name: "reseal", run: func(ctx context.Context) error { reseal(ctx, b.st, storeLog); return nil }},
 		{name: "listen-sweep", run: listen.NewSweeper(b.nc, b.st, listen.WithLogger(b.component("listen"))).Run},
+		{name: "endpoint-counts", run: func(ctx context.Context) error { countEndpoints(ctx, b.st, storeLog); return nil }},
 	}, nil
 }

@@ -214,6 +214,20 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.LogLevel }},
 	{env: "HERALD_LOG_FORMAT", def: logAuto, doc: "auto (console at a terminal, json elsewhere), json or console",
 		field: func(c *Config) any { return &c.LogFormat }},
+	{env: "OTEL_TRACES_EXPORTER", def: tracesNone, doc: "otlp sends traces over OTLP; none: tracing off",
+		field: func(c *Config) any { return &c.Tracing.Exporter }},
+	{env: "OTEL_EXPORTER_OTLP_PROTOCOL", def: otlpHTTP, doc: "http/protobuf or grpc",
+		field: func(c *Config) any { return &c.Tracing.Protocol }},
+	{env: "OTEL_EXPORTER_OTLP_ENDPOINT", zero: "the SDK's, localhost:4318 or :4317", secret: credentialsInURL, doc: "collector base URL (http/protobuf adds /v1/traces)",
+		field: func(c *Config) any { return &c.Tracing.Endpoint }},
+	{env: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", zero: "none", secret: credentialsInURL, doc: "collector URL for traces, as is; wins over the base URL",
+		field: func(c *Config) any { return &c.Tracing.TracesEndpoint }},
+	{env: "OTEL_SERVICE_NAME", zero: "the binary's name", doc: "service.name of the spans",
+		field: func(c *Config) any { return &c.Tracing.ServiceName }},
+	{env: "OTEL_TRACES_SAMPLER", def: "parentbased_always_on", doc: "which traces are recorded",
+		field: func(c *Config) any { return &c.Tracing.Sampler }},
+	{env: "OTEL_TRACES_SAMPLER_ARG", zero: "1", doc: "ratio of the traceidratio samplers",
+		field: func(c *Config) any { return &c.Tracing.SamplerArg }},
 }
 
 // lookupEnv is the environment as the configuration sees it: a variable

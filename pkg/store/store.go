@@ -555,3 +555,51 @@ func (s *Store) DisableEndpoint(ctx context.Context, tenant, id, reason string) 
 	})
 	return err
 }
+
+// EndpointCounts is how many endpoints, across tenants, are in each state.
+type EndpointCounts struct {
+	Enabled  int // delivering
+	Paused   int // enabled, holding their deliveries
+	Disabled int // skipping their deliveries
+}
+
+// CountEndpoints counts every tenant's endpoints by state, for the
+// herald_endpoints gauge. It reads the bucket's latest value of every
+// endpoint key in one pass (a watch up to the present), not a read per
+// key, and decodes only the two fields it counts.
+func (s *Store) CountEndpoints(ctx context.Context) (EndpointCounts, error) {
+	var n EndpointCounts
+	w, err := s.kv.Watch(ctx, WatchPattern, jetstream.IgnoreDeletes())
+	if err != nil {
+		return n, fmt.Errorf("count endpoints: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return n, fmt.Errorf("count endpoints: %w", ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return n, errors.New("count endpoints: watch closed")
+			}
+			if e == nil { // the present: every key was read
+				return n, nil
+			}
+			var ep struct {
+				Enabled bool `json:"enabled"`
+				Paused  bool `json:"paused"`
+			}
+			if err := json.Unmarshal(e.Value(), &ep); err != nil {
+				continue // not an endpoint Herald wrote; nothing to count
+			}
+			switch {
+			case !ep.Enabled:
+				n.Disabled++
+			case ep.Paused:
+				n.Paused++
+			default:
+				n.Enabled++
+			}
+		}
+	}
+}

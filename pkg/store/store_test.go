@@ -746,3 +746,30 @@ func TestEndpointKeys(t *testing.T) {
 		}
 	}
 }
+
+// CountEndpoints counts every tenant's endpoints by state, deleted ones
+// not at all.
+func TestCountEndpoints(t *testing.T) {
+	st, _ := openStore(t)
+	ctx := testCtx(t)
+	if n, err := st.CountEndpoints(ctx); err != nil || n != (store.EndpointCounts{}) {
+		t.Fatalf("empty store: %+v, %v", n, err)
+	}
+	a, _ := mustTenant(t, st, "A")
+	b, _ := mustTenant(t, st, "B")
+	mustEndpoint(t, st, a.ID)
+	mustEndpoint(t, st, b.ID)
+	mustEndpoint(t, st, b.ID, func(e *store.Endpoint) { e.Paused = true })
+	gone := mustEndpoint(t, st, a.ID)
+	if err := st.DisableEndpoint(ctx, a.ID, gone.ID, "410"); err != nil {
+		t.Fatal(err)
+	}
+	deleted := mustEndpoint(t, st, b.ID)
+	if err := st.DeleteEndpoint(ctx, b.ID, deleted.ID); err != nil {
+		t.Fatal(err)
+	}
+	n, err := st.CountEndpoints(ctx)
+	if want := (store.EndpointCounts{Enabled: 2, Paused: 1, Disabled: 1}); err != nil || n != want {
+		t.Fatalf("CountEndpoints = %+v, %v; want %+v", n, err, want)
+	}
+}

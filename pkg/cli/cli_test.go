@@ -51,7 +51,7 @@ type fixture struct {
 // and the dead letters a test makes are all there are.
 func newFixture(t *testing.T, pipeline bool) *fixture {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := t.Context()
 	redisURL, prefix := testenv.Redis(t)
 	dataDir := t.TempDir()
 	cfg := service.Config{
@@ -63,28 +63,9 @@ func newFixture(t *testing.T, pipeline bool) *fixture {
 		// The fixture's receiver is on loopback, as a developer's is.
 		EgressAllowPrivate: true,
 	}
-	infoc := make(chan service.Info, 1)
-	done := make(chan error, 1)
-	go func() { done <- service.Run(ctx, cfg, testenv.Logger(t), func(i service.Info) { infoc <- i }) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("service.Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("service.Run did not stop within 30s")
-		}
+	info, _ := testenv.Serve(t, func(ctx context.Context, ready func(service.Info)) error {
+		return service.Run(ctx, cfg, testenv.Logger(t), ready)
 	})
-	var info service.Info
-	select {
-	case info = <-infoc:
-	case err := <-done:
-		t.Fatalf("service.Run: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("service.Run not ready within 30s")
-	}
 	if !info.Redis {
 		t.Fatalf("the all-in-one runs without Redis at %s", redisURL)
 	}

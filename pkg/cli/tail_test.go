@@ -1,37 +1,16 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/internal/testenv"
 )
-
-// lockedBuffer is a bytes.Buffer a running command writes while the test
-// reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // herald tail prints each attempt as it happens, a line each or JSON, and
 // only those its filters ask for.
@@ -48,7 +27,7 @@ func TestTail(t *testing.T) {
 	}
 	for _, format := range []string{"table", "json"} {
 		t.Run(format, func(t *testing.T) {
-			out := &lockedBuffer{}
+			out := &testenv.Buffer{}
 			ctx, cancel := context.WithCancel(f.ctx)
 			done := make(chan int, 1)
 			go func() {

@@ -72,27 +72,10 @@ func plStart(t *testing.T) *plEnv {
 	if cfg.MaxEventBytes != plMaxData {
 		t.Fatalf("default HERALD_MAX_EVENT_BYTES %d, want %d", cfg.MaxEventBytes, plMaxData)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan service.Info, 1)
-	done := make(chan error, 1)
-	go func() { done <- service.Run(ctx, cfg, testenv.Logger(t), func(i service.Info) { ready <- i }) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("service did not stop")
-		}
+	info, _ := testenv.Serve(t, func(ctx context.Context, ready func(service.Info)) error {
+		return service.Run(ctx, cfg, testenv.Logger(t), ready)
 	})
-	e := &plEnv{}
-	select {
-	case i := <-ready:
-		e.base = "http://" + i.HTTPAddr
-	case err := <-done:
-		t.Fatalf("service stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("service not ready")
-	}
+	e := &plEnv{base: "http://" + info.HTTPAddr}
 	if e.nc, err = nats.Connect(url); err != nil {
 		t.Fatal(err)
 	}

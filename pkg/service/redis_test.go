@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -83,29 +82,10 @@ func runInfo(t *testing.T, cfg service.Config) service.Info {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan service.Info, 1)
-	done := make(chan error, 1)
-	go func() { done <- service.Run(ctx, cfg, testenv.Logger(t), func(i service.Info) { ready <- i }) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			var dump strings.Builder
-			_ = pprof.Lookup("goroutine").WriteTo(&dump, 1)
-			t.Errorf("service did not stop; goroutines:\n%s", dump.String())
-		}
+	info, _ := testenv.Serve(t, func(ctx context.Context, ready func(service.Info)) error {
+		return service.Run(ctx, cfg, testenv.Logger(t), ready)
 	})
-	select {
-	case i := <-ready:
-		return i
-	case err := <-done:
-		t.Fatalf("service stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("service not ready")
-	}
-	return service.Info{}
+	return info
 }
 
 func call(t *testing.T, method, url, auth string, body any) (int, map[string]any) {

@@ -62,31 +62,10 @@ func run(t *testing.T, cfg service.Config) (base string, logs *logBuf, stop func
 		}
 	})
 	log := zerolog.New(logs).Level(zerolog.DebugLevel).With().Timestamp().Logger()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan service.Info, 1)
-	done := make(chan error, 1)
-	go func() { done <- service.Run(ctx, cfg, log, func(i service.Info) { ready <- i }) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				t.Error("service did not stop")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	select {
-	case i := <-ready:
-		return "http://" + i.HTTPAddr, logs, stop
-	case err := <-done:
-		t.Fatalf("service stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("service not ready")
-	}
-	return "", nil, nil
+	info, stop := testenv.Serve(t, func(ctx context.Context, ready func(service.Info)) error {
+		return service.Run(ctx, cfg, log, ready)
+	})
+	return "http://" + info.HTTPAddr, logs, stop
 }
 
 // The all-in-one without HERALD_ENCRYPTION_KEY generates a key once, keeps

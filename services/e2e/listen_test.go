@@ -8,31 +8,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/cli"
 )
-
-// syncBuffer is what a running command writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // herald listen --forward-to, against the all-in-one: a local receiver,
 // which verifies every request with the official Standard Webhooks
@@ -45,7 +26,7 @@ func TestListenForwardTo(t *testing.T) {
 	rcv := NewReceiver(t)
 	for _, format := range []string{"table", "json"} {
 		t.Run(format, func(t *testing.T) {
-			out, errs := &syncBuffer{}, &syncBuffer{}
+			out, errs := &testenv.Buffer{}, &testenv.Buffer{}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			done := make(chan int, 1)

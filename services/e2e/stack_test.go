@@ -74,29 +74,9 @@ func StartInProcess(t testing.TB) *Deployment {
 		EgressAllowPrivate: true,
 	}
 	log := testenv.Logger(t).Level(zerolog.InfoLevel).With().Str("herald", "in-process").Logger()
-	ctx, cancel := context.WithCancel(context.Background())
-	infoc := make(chan service.Info, 1)
-	done := make(chan error, 1)
-	go func() { done <- service.Run(ctx, cfg, log, func(i service.Info) { infoc <- i }) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("service.Run returned %v after a graceful stop", err)
-			}
-		case <-time.After(45 * time.Second):
-			t.Errorf("service.Run did not return within 45s of its context ending")
-		}
+	info, _ := testenv.Serve(t, func(ctx context.Context, ready func(service.Info)) error {
+		return service.Run(ctx, cfg, log, ready)
 	})
-	var info service.Info
-	select {
-	case info = <-infoc:
-	case err := <-done:
-		t.Fatalf("service.Run: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("service.Run not ready within 30s")
-	}
 	if !info.Redis {
 		t.Fatalf("in-process Herald runs without Redis at %s; want the real Redis", redisURL)
 	}

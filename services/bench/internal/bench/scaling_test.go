@@ -93,8 +93,9 @@ func TestScaling(t *testing.T) {
 }
 
 // TestScalingSenderStopped stops one of two senders with SIGTERM while it
-// has requests in flight to slow receivers, as a scale-down does: the
-// sender finishes them and exits 0, the other sender delivers the rest,
+// has requests in flight to slow receivers (its 256 default workers all
+// busy), as a scale-down does: the sender finishes them and exits 0, the
+// other sender delivers the rest,
 // and the receiver's own records show exactly one request per (event,
 // endpoint), answered 2xx: nothing lost, nothing sent twice. The books are
 // balanced only once DELIVERIES is empty, every job acked, so no job can
@@ -103,7 +104,7 @@ func TestScaling(t *testing.T) {
 func TestScalingSenderStopped(t *testing.T) {
 	dep := scalingDeployment(t)
 	sc := scalingSmokeScenario(t)
-	sc.Count = 10
+	sc.Count = 20
 	dep.Senders, dep.Label = 2, ScalingLabel(2)
 	want := sc.Count * sc.Endpoints
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -162,7 +163,7 @@ func TestScalingSenderStopped(t *testing.T) {
 		return nil
 	}
 	r := RunScenario(ctx, Options{Dir: t.TempDir(), Log: testWriter{t}, During: during,
-		HeraldEnv: []string{"HERALD_SENDER_WORKERS=" + strconv.Itoa(scalingWorkers), "HERALD_ACK_WAIT=2s"}}, sc, dep)
+		HeraldEnv: []string{"HERALD_ACK_WAIT=2s"}}, sc, dep)
 	t.Logf("SIGTERM to herald-sender-1 with %.0f jobs in flight, %d of %d delivered: it stopped in %s; %s",
 		inFlight, deliveredAtStop, want, stopped.Round(time.Millisecond), oneLine(r))
 	checkRun(t, sc, r)

@@ -147,7 +147,12 @@ func Run(ctx context.Context, o Options, onScenario func(Scenario, []RunResult))
 	var all []RunResult
 	for _, sc := range o.Scenarios {
 		var runs []RunResult
-		for _, pl := range plan(sc, o.Deployers) {
+		planned := plan(sc, o.Deployers)
+		if len(planned) == 0 {
+			o.logf("== %s: skipped: it runs on the separate deployments only", sc.Name)
+			continue
+		}
+		for _, pl := range planned {
 			sc, dep := pl.sc, pl.dep
 			if ctx.Err() != nil {
 				return all, ctx.Err()

@@ -374,6 +374,7 @@ func getJSON(url string, v any) error {
 
 // ScalingRow is one run of the scaling scenario, worked out.
 type ScalingRow struct {
+	Deployment  string // "separate, 2 senders"
 	Senders     int
 	PerSec      float64 // deliveries/s
 	Speedup     float64 // over the run with the fewest senders, per sender
@@ -423,7 +424,7 @@ func Scaling(runs []RunResult, env []string) []ScalingRow {
 			continue
 		}
 		m := r.Main
-		row := ScalingRow{Senders: r.Senders, PerSec: m.DeliveredPerSec, Traffic: m.Traffic, Void: r.Void,
+		row := ScalingRow{Deployment: r.Deployment, Senders: r.Senders, PerSec: m.DeliveredPerSec, Traffic: m.Traffic, Void: r.Void,
 			SlotBound:  float64(r.Senders*workers) / sc.Stall.Seconds(),
 			CapBound:   float64(sc.Endpoints*endpointCap) / sc.Stall.Seconds(),
 			TotalMicro: m.DeployCPUMicros}
@@ -457,10 +458,22 @@ func Scaling(runs []RunResult, env []string) []ScalingRow {
 		row.Bound = row.bound()
 		rows = append(rows, row)
 	}
-	sort.Slice(rows, func(i, j int) bool { return rows[i].Senders < rows[j].Senders })
-	if len(rows) > 0 && rows[0].PerSec > 0 {
-		for i := range rows {
-			rows[i].Speedup = rows[i].PerSec / rows[0].PerSec * float64(rows[0].Senders)
+	// Each deployment (separate, separate-r3) apart, by sender count; the
+	// speedup is over its run with the fewest senders.
+	base := func(r ScalingRow) string { b, _, _ := strings.Cut(r.Deployment, ","); return b }
+	sort.SliceStable(rows, func(i, j int) bool {
+		if bi, bj := base(rows[i]), base(rows[j]); bi != bj {
+			return bi < bj
+		}
+		return rows[i].Senders < rows[j].Senders
+	})
+	for i := range rows {
+		first := rows[i]
+		for j := i; j >= 0 && base(rows[j]) == base(rows[i]); j-- {
+			first = rows[j]
+		}
+		if first.PerSec > 0 {
+			rows[i].Speedup = rows[i].PerSec / first.PerSec * float64(first.Senders)
 		}
 	}
 	return rows
@@ -549,7 +562,7 @@ func PrintScaling(w io.Writer, runs []RunResult, env []string) {
 	workers, endpointCap := ScalingSettings(env)
 	fmt.Fprintf(w, "\nScaling senders (200 endpoints answering in 50 ms; %d workers per sender, cap %d per endpoint; %d CPUs):\n", workers, endpointCap, runtime.NumCPU())
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "senders\tdelivered/s\tspeedup\tworkers busy\tjob ms\tslot bound/s\tcap bound/s\tCPU: ours/machine\tsender µs/delivery\tall µs/delivery\tRedis cmds/delivery\tNATS msgs/delivery\t")
+	fmt.Fprintln(tw, "deployment\tdelivered/s\tspeedup\tworkers busy\tjob ms\tslot bound/s\tcap bound/s\tCPU: ours/machine\tsender µs/delivery\tall µs/delivery\tRedis cmds/delivery\tNATS msgs/delivery\t")
 	for _, r := range rows {
 		redis, nats := "-", "-"
 		if r.Traffic != nil {
@@ -559,12 +572,12 @@ func PrintScaling(w io.Writer, runs []RunResult, env []string) {
 		if r.Void {
 			void = " VOID"
 		}
-		fmt.Fprintf(tw, "%d\t%s%s\t%.2f×\t%.0f %%\t%.0f\t%s\t%s\t%.0f/%.0f %%\t%.0f\t%.0f\t%s\t%s\t\n", r.Senders, fmtRate(r.PerSec), void, r.Speedup,
+		fmt.Fprintf(tw, "%s\t%s%s\t%.2f×\t%.0f %%\t%.0f\t%s\t%s\t%.0f/%.0f %%\t%.0f\t%.0f\t%s\t%s\t\n", r.Deployment, fmtRate(r.PerSec), void, r.Speedup,
 			100*r.SlotUse, r.JobMs, fmtRate(r.SlotBound), fmtRate(r.CapBound), 100*r.MachineCPU, 100*r.MachineBusy, r.SenderMicro, r.TotalMicro, redis, nats)
 	}
 	tw.Flush()
 	for _, r := range rows {
-		fmt.Fprintf(w, "  %d: bound: %s\n", r.Senders, r.Bound)
+		fmt.Fprintf(w, "  %s: bound: %s\n", r.Deployment, r.Bound)
 		fmt.Fprintf(w, "     CPU while delivering (%% of one core): %s\n", r.procLine())
 		fmt.Fprintf(w, "     Redis commands per delivery (those run inside scripts included): %s\n", r.redisLine())
 		if r.Traffic != nil {
@@ -586,8 +599,8 @@ func ScalingMarkdown(runs []RunResult, env []string) string {
 		"Speedup is deliveries/s over the 1-sender run's; workers busy is the mean share of the senders' workers holding a job, "+
 		"job ms how long each held one (Little's law); CPU is over the time spent delivering: ours is the deployment's and the bench's processes, "+
 		"machine is every process on the machine; Redis commands include those run inside scripts.\n\n", workers, endpointCap, runtime.NumCPU())
-	b.WriteString("| senders | delivered/s | speedup | workers busy | job ms | slot bound/s | cap bound/s | CPU ours / machine | sender µs/delivery | all µs/delivery | Redis cmds/delivery | NATS msgs/delivery | bound | CPU per process (% of a core) |\n")
-	b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n")
+	b.WriteString("| deployment | delivered/s | speedup | workers busy | job ms | slot bound/s | cap bound/s | CPU ours / machine | sender µs/delivery | all µs/delivery | Redis cmds/delivery | NATS msgs/delivery | bound | CPU per process (% of a core) |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n")
 	for _, r := range rows {
 		redis, nats := "", ""
 		if r.Traffic != nil {
@@ -597,7 +610,7 @@ func ScalingMarkdown(runs []RunResult, env []string) string {
 		if r.Void {
 			per += " **VOID**"
 		}
-		fmt.Fprintf(&b, "| %d | %s | %.2f× | %.0f %% | %.0f | %s | %s | %.0f / %.0f %% | %.0f | %.0f | %s | %s | %s | %s |\n", r.Senders, per, r.Speedup,
+		fmt.Fprintf(&b, "| %s | %s | %.2f× | %.0f %% | %.0f | %s | %s | %.0f / %.0f %% | %.0f | %.0f | %s | %s | %s | %s |\n", r.Deployment, per, r.Speedup,
 			100*r.SlotUse, r.JobMs, fmtRate(r.SlotBound), fmtRate(r.CapBound), 100*r.MachineCPU, 100*r.MachineBusy, r.SenderMicro, r.TotalMicro, redis, nats, r.Bound, r.procLine())
 	}
 	return b.String()

@@ -245,3 +245,47 @@ func TestParseCommandStats(t *testing.T) {
 		t.Fatalf("parseCommandStats = %v", got)
 	}
 }
+
+// TestScalingPlan: the scaling scenario runs on separate deployments only,
+// once per sender count, with Count events per sender; others run once
+// per deployment.
+func TestScalingPlan(t *testing.T) {
+	deps := []Deployer{AllInOne{}, Separate{}, Separate{Replicas: 3}}
+	got := plan(scalingScenario, deps)
+	var names []string
+	for _, p := range got {
+		names = append(names, fmt.Sprintf("%s/%d/%d", p.dep.Name(), p.senders, p.sc.Count))
+	}
+	want := "separate, 1 sender/1/40 separate, 2 senders/2/80 separate, 4 senders/4/160 " +
+		"separate-r3, 1 sender/1/40 separate-r3, 2 senders/2/80 separate-r3, 4 senders/4/160"
+	if strings.Join(names, " ") != want {
+		t.Fatalf("plan = %q, want %q", strings.Join(names, " "), want)
+	}
+	if got := plan(scalingScenario, []Deployer{AllInOne{}}); len(got) != 0 {
+		t.Fatalf("scaling on the all-in-one: %d runs", len(got))
+	}
+	if got := plan(Scenarios(Full)[0], deps); len(got) != 3 || got[1].senders != 0 {
+		t.Fatalf("single: %+v", got)
+	}
+}
+
+// TestScalingRows: R1 and R3 runs are worked out apart, each speedup over
+// its own deployment's run with one sender.
+func TestScalingRows(t *testing.T) {
+	run := func(dep string, senders int, perSec float64) RunResult {
+		return RunResult{Scenario: "scaling", Deployment: dep, Senders: senders,
+			Main: PhaseResult{DeliveredPerSec: perSec, WallSeconds: 1, Ledger: LedgerReport{Delivered: int(perSec)}}}
+	}
+	rows := Scaling([]RunResult{
+		run("separate-r3, 2 senders", 2, 300), run("separate, 2 senders", 2, 500), run("separate, 1 sender", 1, 250),
+		run("separate-r3, 1 sender", 1, 200), run("single", 0, 1000),
+	}, nil)
+	var got []string
+	for _, r := range rows {
+		got = append(got, fmt.Sprintf("%s %.1f", r.Deployment, r.Speedup))
+	}
+	want := "separate, 1 sender 1.0|separate, 2 senders 2.0|separate-r3, 1 sender 1.0|separate-r3, 2 senders 1.5"
+	if strings.Join(got, "|") != want {
+		t.Fatalf("rows %q, want %q", strings.Join(got, "|"), want)
+	}
+}

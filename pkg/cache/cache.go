@@ -44,6 +44,14 @@ var (
 	})
 )
 
+// The layers exist from the start, at 0, so that alert rules can tell a
+// process that uses Redis from one that never looked anything up.
+func init() {
+	for _, l := range []string{"local", "redis", "store"} {
+		lookups.WithLabelValues(l)
+	}
+}
+
 // Source is the store of record as the cache needs it.
 type Source interface {
 	ListEndpoints(ctx context.Context, tenant string) ([]store.Endpoint, error)

@@ -48,6 +48,10 @@ const (
 	Blocked      Class = "blocked"      // destination refused by egress policy (see ErrBlocked)
 )
 
+// Classes lists every class Do returns, for metrics whose series should
+// exist before the first attempt of each.
+var Classes = []Class{Success, Timeout, Connection, DNS, TLS, Redirect, ClientError, ServerError, Gone, RateLimited, RequestError, Blocked}
+
 const (
 	// DefaultTimeout bounds an attempt whose Request has no Timeout. It
 	// also bounds connection setup (dial, TLS handshake) for every

@@ -40,6 +40,14 @@ const Consumer = "history"
 
 var streams = []string{bus.StreamAttempts, bus.StreamDLQ, bus.StreamEvents}
 
+// Every stream's count exists from the start, at 0, so that rate() and
+// increase() see the first records.
+func init() {
+	for _, st := range streams {
+		projected.WithLabelValues(st)
+	}
+}
+
 // Projector keeps an Index up to date with the streams. It acks a message
 // only after the index stored it, and rebuilds the index by replaying the
 // streams when its marker key is missing (a new, flushed or restarted-empty

@@ -27,6 +27,13 @@ var accepted = promauto.NewCounterVec(prometheus.CounterOpts{
 	Help: "Events accepted by ingest, by result: stored or duplicate.",
 }, []string{"result"})
 
+// The results exist from the start, at 0, so that rate() and increase()
+// see the first of each.
+func init() {
+	accepted.WithLabelValues("stored")
+	accepted.WithLabelValues("duplicate")
+}
+
 // Payloads stores event bodies above the inline threshold out of the
 // message path (package payload).
 type Payloads interface {

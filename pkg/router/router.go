@@ -42,6 +42,14 @@ var (
 	})
 )
 
+// The results exist from the start, at 0, so that rate() and increase()
+// see the first of each.
+func init() {
+	for _, r := range []string{"routed", "unmatched", "invalid", "retried", "rerouted"} {
+		eventsRouted.WithLabelValues(r)
+	}
+}
+
 // Endpoints is what the router needs of the endpoint cache.
 type Endpoints interface {
 	Endpoints(ctx context.Context, tenant string) ([]store.Endpoint, error)

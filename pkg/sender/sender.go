@@ -74,6 +74,25 @@ var (
 	}, []string{"op"})
 )
 
+// Every series the dashboard and the alert rules read (deploy/observability)
+// exists from the start, at 0: rate() and increase() miss the first
+// increment of a series that appears with it.
+func init() {
+	for _, r := range []string{"delivered", "dead_lettered", "skipped", "held", "dropped"} {
+		outcomes.WithLabelValues(r)
+	}
+	for _, c := range deliver.Classes {
+		attempts.WithLabelValues(string(c))
+	}
+	attempts.WithLabelValues(string(ClassPayload))
+	for _, r := range []string{limit.Concurrency.String(), limit.Rate.String(), limit.Breaker.String(), reasonLookup, reasonPaused} {
+		delayed.WithLabelValues(r)
+	}
+	for _, c := range []string{disabledGone, disabledFailing} {
+		disabledEndpoints.WithLabelValues(c)
+	}
+}
+
 // Limiter isolates endpoints from each other: a per-endpoint concurrency
 // cap, rate limit and circuit breaker, shared by all sender replicas
 // (*limit.Limiter is one). It never blocks: it grants a slot, whose

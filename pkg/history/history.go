@@ -175,6 +175,25 @@ type Query struct {
 	Status Status
 	Limit  int
 	Cursor string
+	// Since and Until bound the attempts' time, both inclusive; zero
+	// leaves that side open.
+	Since, Until time.Time
+	// Keep, when set, selects the attempts shown (by event type, say).
+	// The index has no such filter: Reader.Attempts reads past the ones
+	// it drops, at most MaxScan per page, so a page may hold fewer than
+	// Limit attempts and still have a next cursor.
+	Keep func(Attempt) bool
+}
+
+// MaxScan bounds the attempts one page reads when Query.Keep drops some:
+// a filter that matches rarely answers a short page in bounded time rather
+// than reading an endpoint's whole history.
+const MaxScan = 2000
+
+// Counts is how an endpoint's attempts went over a period.
+type Counts struct {
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
 }
 
 // Page is a page of attempts; NextCursor is empty on the last page.

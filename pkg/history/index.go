@@ -59,6 +59,8 @@ type Index interface {
 	SetMarker(ctx context.Context) error
 	// Attempts lists an endpoint's attempts, newest first.
 	Attempts(ctx context.Context, tenant, endpoint string, q Query) (Page, error)
+	// Counts returns, per endpoint named, how its attempts since then went.
+	Counts(ctx context.Context, tenant string, endpoints []string, since time.Time) (map[string]Counts, error)
 	// Event returns what is known of one event of a tenant.
 	Event(ctx context.Context, tenant, id string) (EventEntries, error)
 }

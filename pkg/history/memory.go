@@ -196,6 +196,23 @@ func (m *Memory) Attempts(_ context.Context, tenant, endpoint string, q Query) (
 	return p, nil
 }
 
+// Counts implements Index.
+func (m *Memory) Counts(_ context.Context, tenant string, endpoints []string, since time.Time) (map[string]Counts, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	from := maxTime(since, m.now().Add(-m.retention)).UnixMilli()
+	count := func(k string) int {
+		list := m.endpoints[k]
+		i, _ := slices.BinarySearchFunc(list, entry{from, ""}, compareEntry)
+		return len(list) - i
+	}
+	out := make(map[string]Counts, len(endpoints))
+	for _, ep := range endpoints {
+		out[ep] = Counts{Succeeded: count(epKey(tenant, ep, StatusSucceeded)), Failed: count(epKey(tenant, ep, StatusFailed))}
+	}
+	return out, nil
+}
+
 // Event implements Index.
 func (m *Memory) Event(_ context.Context, tenant, id string) (EventEntries, error) {
 	var out EventEntries

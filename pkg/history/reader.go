@@ -33,12 +33,53 @@ type Reader struct {
 // test attempts.
 func NewReader(idx Index, js jetstream.JetStream) *Reader { return &Reader{idx: idx, js: js} }
 
-// Attempts lists an endpoint's attempts, newest first.
+// Attempts lists an endpoint's attempts, newest first. A time range
+// starts the index's read at its end (Until) and stops it at its start
+// (Since); Keep is applied to what is read, reading on until the page is
+// full, the history ends, or MaxScan attempts were read.
 func (r *Reader) Attempts(ctx context.Context, tenant, endpoint string, q Query) (Page, error) {
 	if q.Limit <= 0 {
 		q.Limit = 50
 	}
-	return r.idx.Attempts(ctx, tenant, endpoint, q)
+	if q.Keep == nil && q.Since.IsZero() && q.Until.IsZero() {
+		return r.idx.Attempts(ctx, tenant, endpoint, q)
+	}
+	inner := Query{Status: q.Status, Cursor: q.Cursor, Limit: max(q.Limit, 100)}
+	if inner.Cursor == "" && !q.Until.IsZero() {
+		// Before every real member: the read starts at Until inclusive.
+		inner.Cursor = cursor{Score: q.Until.UnixMilli() + 1, Member: "\x00"}.encode()
+	}
+	var out Page
+	for scanned := 0; ; {
+		p, err := r.idx.Attempts(ctx, tenant, endpoint, inner)
+		if err != nil {
+			return Page{}, err
+		}
+		for i, a := range p.Attempts {
+			if !q.Since.IsZero() && a.At.Before(q.Since) {
+				return out, nil
+			}
+			scanned++
+			if (q.Until.IsZero() || !a.At.After(q.Until)) && (q.Keep == nil || q.Keep(a)) {
+				out.Attempts = append(out.Attempts, a)
+			}
+			if len(out.Attempts) == q.Limit || scanned >= MaxScan {
+				if i < len(p.Attempts)-1 || p.NextCursor != "" {
+					out.NextCursor = cursor{Score: a.At.UnixMilli(), Member: a.ID}.encode()
+				}
+				return out, nil
+			}
+		}
+		if p.NextCursor == "" {
+			return out, nil
+		}
+		inner.Cursor = p.NextCursor
+	}
+}
+
+// Counts returns, per endpoint named, how its attempts since then went.
+func (r *Reader) Counts(ctx context.Context, tenant string, endpoints []string, since time.Time) (map[string]Counts, error) {
+	return r.idx.Counts(ctx, tenant, endpoints, since)
 }
 
 // Event is what the history knows of one event.

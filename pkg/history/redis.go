@@ -202,6 +202,29 @@ func (r *Redis) Attempts(ctx context.Context, tenant, endpoint string, q Query) 
 	return p, nil
 }
 
+// Counts implements Index: two ZCOUNTs per endpoint, in one pipeline.
+func (r *Redis) Counts(ctx context.Context, tenant string, endpoints []string, since time.Time) (map[string]Counts, error) {
+	out := make(map[string]Counts, len(endpoints))
+	if len(endpoints) == 0 {
+		return out, nil
+	}
+	min := strconv.FormatInt(maxTime(since, r.now().Add(-r.retention)).UnixMilli(), 10)
+	pipe := r.rdb.Pipeline()
+	ok := make([]*redis.IntCmd, len(endpoints))
+	fail := make([]*redis.IntCmd, len(endpoints))
+	for i, ep := range endpoints {
+		ok[i] = pipe.ZCount(ctx, r.epKey(tenant, ep, StatusSucceeded), min, "+inf")
+		fail[i] = pipe.ZCount(ctx, r.epKey(tenant, ep, StatusFailed), min, "+inf")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, unavailable(err)
+	}
+	for i, ep := range endpoints {
+		out[ep] = Counts{Succeeded: int(ok[i].Val()), Failed: int(fail[i].Val())}
+	}
+	return out, nil
+}
+
 // Event implements Index.
 func (r *Redis) Event(ctx context.Context, tenant, id string) (EventEntries, error) {
 	var out EventEntries

@@ -5,9 +5,9 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/heraldhq/herald/pkg/hold"
+	"github.com/heraldhq/herald/pkg/sender"
 	"github.com/heraldhq/herald/pkg/store"
 	"github.com/heraldhq/herald/pkg/valid"
 )
@@ -131,26 +131,18 @@ func (c stateChange) apply(e *store.Endpoint, in *endpointInput) {
 }
 
 // Custom header values often carry credentials (an Authorization token),
-// so listings mask them; one endpoint's own views show them, as they show
-// its secret.
+// so listings mask them as attempt records do (sender.Mask); one
+// endpoint's own views show them, as they show its secret.
 const (
-	maskedShort  = "********"
-	maskedSuffix = "…(masked)"
-	// maskKeepFrom: values at least this long keep their first four
-	// characters, which tell what kind of value it is ("Bear…") and give
-	// little of it away.
-	maskKeepFrom = 16
+	maskedShort  = sender.MaskedShort
+	maskedSuffix = sender.MaskedSuffix
 )
 
 // maskHeaders returns h with every value masked.
 func maskHeaders(h map[string]string) map[string]string {
 	out := make(map[string]string, len(h))
 	for k, v := range h {
-		if utf8.RuneCountInString(v) >= maskKeepFrom {
-			out[k] = string([]rune(v)[:4]) + maskedSuffix
-		} else {
-			out[k] = maskedShort
-		}
+		out[k] = sender.Mask(v)
 	}
 	return out
 }

@@ -114,6 +114,7 @@ func (s *Server) testEndpoint(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			return
 		}
+		rec.RequestHeaders = sender.SentHeaders(req.Header, s.client.UserAgent())
 		out := s.client.Do(r.Context(), req)
 		release()
 		rec.StatusCode = int32(out.Status)

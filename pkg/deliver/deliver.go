@@ -120,6 +120,14 @@ func (s schemes) RoundTrip(req *http.Request) (*http.Response, error) {
 	return s.def.RoundTrip(req)
 }
 
+// UserAgent is the User-Agent the client sends when a Request sets none.
+func (c *Client) UserAgent() string {
+	if len(c.ua) == 0 {
+		return ""
+	}
+	return c.ua[0]
+}
+
 // An Option configures a Client.
 type Option func(*config)
 

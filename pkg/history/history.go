@@ -87,6 +87,8 @@ type Attempt struct {
 	NextAttemptAt  *time.Time `json:"next_attempt_at,omitempty"`
 	ReplayID       string     `json:"replay_id,omitempty"`
 	Test           bool       `json:"test,omitempty"`
+	// RequestHeaders are the headers sent, secrets masked (sender.SentHeaders).
+	RequestHeaders map[string]string `json:"request_headers,omitempty"`
 }
 
 // DeadLetter is a job that went to the DLQ, as the history shows it. A job
@@ -144,6 +146,7 @@ func FromProto(a *heraldv1.Attempt) Attempt {
 		State:          a.State,
 		ReplayID:       a.ReplayId,
 		Test:           strings.HasPrefix(a.JobId, TestJobPrefix),
+		RequestHeaders: a.RequestHeaders,
 	}
 	if a.StatusCode >= 200 && a.StatusCode <= 299 {
 		v.Status = StatusSucceeded

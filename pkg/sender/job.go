@@ -474,6 +474,7 @@ func (s *Sender) attempt(ctx context.Context, msg jetstream.Msg, ep *store.Endpo
 	if err != nil {
 		out = buildFailure(err)
 	} else {
+		rec.RequestHeaders = SentHeaders(req.Header, s.client.UserAgent())
 		stop := s.keepAlive(msg, req.Timeout)
 		out = s.client.Do(ctx, req)
 		stop()

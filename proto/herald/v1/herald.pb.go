@@ -339,9 +339,13 @@ type Attempt struct {
 	// retrying), else 0.
 	NextAttemptAtUnixMs int64 `protobuf:"varint,14,opt,name=next_attempt_at_unix_ms,json=nextAttemptAtUnixMs,proto3" json:"next_attempt_at_unix_ms,omitempty"`
 	// replay_id is set for attempts of a replayed job.
-	ReplayId      string `protobuf:"bytes,15,opt,name=replay_id,json=replayId,proto3" json:"replay_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ReplayId string `protobuf:"bytes,15,opt,name=replay_id,json=replayId,proto3" json:"replay_id,omitempty"`
+	// request_headers are the headers the attempt sent, with the values that
+	// could be secrets masked (signatures, custom header values): what a
+	// delivery history shows, never what would let anyone forge a request.
+	RequestHeaders map[string]string `protobuf:"bytes,16,rep,name=request_headers,json=requestHeaders,proto3" json:"request_headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Attempt) Reset() {
@@ -479,6 +483,13 @@ func (x *Attempt) GetReplayId() string {
 	return ""
 }
 
+func (x *Attempt) GetRequestHeaders() map[string]string {
+	if x != nil {
+		return x.RequestHeaders
+	}
+	return nil
+}
+
 // DeadLetter is a job that used all its attempts, stored in DLQ on
 // herald.dlq.<tenant>.<endpoint id>. Replaying it publishes job again with a
 // fresh attempt budget.
@@ -591,7 +602,7 @@ const file_herald_v1_herald_proto_rawDesc = "" +
 	"\x0eprior_attempts\x18\x05 \x01(\rR\rpriorAttempts\x12\x1b\n" +
 	"\treplay_id\x18\x06 \x01(\tR\breplayId\x12+\n" +
 	"\x12created_at_unix_ms\x18\a \x01(\x03R\x0fcreatedAtUnixMs\x12\x1b\n" +
-	"\tevent_seq\x18\b \x01(\x04R\beventSeq\"\xd3\x03\n" +
+	"\tevent_seq\x18\b \x01(\x04R\beventSeq\"\xe7\x04\n" +
 	"\aAttempt\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12\x1b\n" +
@@ -614,7 +625,11 @@ const file_herald_v1_herald_proto_rawDesc = "" +
 	"event_type\x18\f \x01(\tR\teventType\x12\x14\n" +
 	"\x05state\x18\r \x01(\tR\x05state\x124\n" +
 	"\x17next_attempt_at_unix_ms\x18\x0e \x01(\x03R\x13nextAttemptAtUnixMs\x12\x1b\n" +
-	"\treplay_id\x18\x0f \x01(\tR\breplayId\"\xbf\x01\n" +
+	"\treplay_id\x18\x0f \x01(\tR\breplayId\x12O\n" +
+	"\x0frequest_headers\x18\x10 \x03(\v2&.herald.v1.Attempt.RequestHeadersEntryR\x0erequestHeaders\x1aA\n" +
+	"\x13RequestHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbf\x01\n" +
 	"\n" +
 	"DeadLetter\x12(\n" +
 	"\x03job\x18\x01 \x01(\v2\x16.herald.v1.DeliveryJobR\x03job\x12.\n" +
@@ -635,24 +650,26 @@ func file_herald_v1_herald_proto_rawDescGZIP() []byte {
 	return file_herald_v1_herald_proto_rawDescData
 }
 
-var file_herald_v1_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_herald_v1_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_herald_v1_herald_proto_goTypes = []any{
 	(*Event)(nil),       // 0: herald.v1.Event
 	(*PayloadRef)(nil),  // 1: herald.v1.PayloadRef
 	(*DeliveryJob)(nil), // 2: herald.v1.DeliveryJob
 	(*Attempt)(nil),     // 3: herald.v1.Attempt
 	(*DeadLetter)(nil),  // 4: herald.v1.DeadLetter
+	nil,                 // 5: herald.v1.Attempt.RequestHeadersEntry
 }
 var file_herald_v1_herald_proto_depIdxs = []int32{
 	1, // 0: herald.v1.Event.payload_ref:type_name -> herald.v1.PayloadRef
 	0, // 1: herald.v1.DeliveryJob.event:type_name -> herald.v1.Event
-	2, // 2: herald.v1.DeadLetter.job:type_name -> herald.v1.DeliveryJob
-	3, // 3: herald.v1.DeadLetter.attempts:type_name -> herald.v1.Attempt
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	5, // 2: herald.v1.Attempt.request_headers:type_name -> herald.v1.Attempt.RequestHeadersEntry
+	2, // 3: herald.v1.DeadLetter.job:type_name -> herald.v1.DeliveryJob
+	3, // 4: herald.v1.DeadLetter.attempts:type_name -> herald.v1.Attempt
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_herald_proto_init() }
@@ -666,7 +683,7 @@ func file_herald_v1_herald_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_herald_proto_rawDesc), len(file_herald_v1_herald_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

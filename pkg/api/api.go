@@ -23,6 +23,7 @@ import (
 	"github.com/heraldhq/herald/pkg/event"
 	"github.com/heraldhq/herald/pkg/history"
 	"github.com/heraldhq/herald/pkg/ingest"
+	"github.com/heraldhq/herald/pkg/session"
 	"github.com/heraldhq/herald/pkg/store"
 	"github.com/heraldhq/herald/pkg/strictjson"
 	"github.com/heraldhq/herald/pkg/trace"
@@ -63,6 +64,8 @@ type History interface {
 	Event(ctx context.Context, tenant, id string) (history.Event, error)
 	// Record stores an attempt made by the API itself (a test send).
 	Record(ctx context.Context, a *heraldv1.Attempt) error
+	// Counts returns, per endpoint named, how its attempts since then went.
+	Counts(ctx context.Context, tenant string, endpoints []string, since time.Time) (map[string]history.Counts, error)
 }
 
 // Publisher stores events.
@@ -120,6 +123,8 @@ type Server struct {
 	inflight    budget
 	listener    Listener
 	tracer      *trace.Tracer
+	sessions    Sessions
+	publicURL   string
 }
 
 // Option configures a Server.
@@ -274,6 +279,8 @@ func (s *Server) routes() {
 	handle("DELETE /v1/event-types/{name}", s.tenant(s.deleteEventType))
 	s.dlqRoutes()
 
+	handle("POST /v1/portal/sessions", s.tenant(s.createSession))
+
 	s.mux.HandleFunc("/", s.noRoute)
 }
 
@@ -419,8 +426,9 @@ func equalSecret(presented string, want []byte) bool {
 	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
-// tenant guards tenant routes with an API key and puts the tenant in the
-// request context. Every tenant route looks things up under that tenant only,
+// tenant guards tenant routes with an API key, or a portal session token
+// (hps_..., see authenticateSession) within its scope, and puts the tenant
+// in the request context. Every tenant route looks things up under that tenant only,
 // so another tenant's ids are simply not found.
 func (s *Server) tenant(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -428,6 +436,12 @@ func (s *Server) tenant(h http.HandlerFunc) http.HandlerFunc {
 		if !ok {
 			s.refused(r, "API key", "")
 			unauthorized(w, r, "send the tenant's API key as 'Authorization: Bearer hk_...'")
+			return
+		}
+		if session.Looks(key) {
+			if r, ok := s.authenticateSession(w, r, key); ok {
+				h(w, r)
+			}
 			return
 		}
 		tenant, err := s.authenticate(r.Context(), key)

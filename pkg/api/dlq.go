@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/dlq"
@@ -72,10 +73,24 @@ func (s *Server) listDLQ(w http.ResponseWriter, r *http.Request) {
 	if invalid(w, r, err) {
 		return
 	}
+	visible, ok := s.visibleEndpoints(w, r)
+	if !ok {
+		return
+	}
+	if q.EndpointID != "" && visible != nil && !visible[q.EndpointID] {
+		notFound(w, r, "endpoint")
+		return
+	}
 	page, err := s.dlq.List(r.Context(), tenantOf(r), q)
 	if err != nil {
 		s.dlqError(w, r, err)
 		return
+	}
+	if visible != nil {
+		// A session's page holds its own dead letters only, so it may be
+		// short; next_cursor still says whether more follow.
+		sc := scopeOf(r)
+		page.Data = slices.DeleteFunc(page.Data, func(e dlq.Entry) bool { return !visible[e.EndpointID] || !sc.typeVisible(e.Event.Type) })
 	}
 	for i := range page.Data {
 		s.withAttempts(r.Context(), tenantOf(r), &page.Data[i])
@@ -89,13 +104,71 @@ func (s *Server) getDLQ(w http.ResponseWriter, r *http.Request) {
 		notFound(w, r, "dead letter "+r.PathValue("id"))
 		return
 	}
-	e, err := s.dlq.Get(r.Context(), tenantOf(r), id)
-	if err != nil {
-		s.dlqError(w, r, err)
+	e, ok := s.deadLetter(w, r, id)
+	if !ok {
 		return
 	}
 	s.withAttempts(r.Context(), tenantOf(r), &e)
 	writeJSON(w, http.StatusOK, e)
+}
+
+// deadLetter reads dead letter id, answering 404 for one a portal session
+// may not see.
+func (s *Server) deadLetter(w http.ResponseWriter, r *http.Request, id uint64) (dlq.Entry, bool) {
+	e, err := s.dlq.Get(r.Context(), tenantOf(r), id)
+	if err != nil {
+		s.dlqError(w, r, err)
+		return e, false
+	}
+	if sc := scopeOf(r); sc != nil {
+		ok, err := s.endpointIDVisible(r.Context(), sc, tenantOf(r), e.EndpointID)
+		if err != nil {
+			s.storeError(w, r, err, "endpoint")
+			return e, false
+		}
+		if !ok || !sc.typeVisible(e.Event.Type) {
+			notFound(w, r, fmt.Sprintf("dead letter %d", id))
+			return e, false
+		}
+	}
+	return e, true
+}
+
+// replayInScope checks a replay a portal session asks for: dead letters by
+// id that it may see, or a filter naming one of its endpoints (when it is
+// limited to some) and an event type within its types (when it is limited
+// to some). It answers and returns false otherwise.
+func (s *Server) replayInScope(w http.ResponseWriter, r *http.Request, req dlq.ReplayRequest) bool {
+	sc := scopeOf(r)
+	if sc == nil {
+		return true
+	}
+	for _, id := range req.IDs {
+		if _, ok := s.deadLetter(w, r, id); !ok {
+			return false
+		}
+	}
+	if req.Filter == nil {
+		return true
+	}
+	var errs valid.Errors
+	if f := req.Filter; f.EndpointID == "" && len(sc.claims.Endpoints) > 0 {
+		errs.Add("endpoint_id", "is required: this portal session sees only some endpoints")
+	} else if f.EndpointID != "" {
+		ok, err := s.endpointIDVisible(r.Context(), sc, tenantOf(r), f.EndpointID)
+		if err != nil {
+			s.storeError(w, r, err, "endpoint")
+			return false
+		}
+		if !ok {
+			notFound(w, r, "endpoint")
+			return false
+		}
+	}
+	if len(sc.claims.EventTypes) > 0 && (req.Filter.EventType == "" || !sc.filterCovered(req.Filter.EventType)) {
+		errs.Add("event_type", "is required, within %s: this portal session sees only those event types", strings.Join(sc.claims.EventTypes, ", "))
+	}
+	return !invalid(w, r, errs.Err())
 }
 
 // replayDLQ: POST /v1/dlq/replay starts a background replay and answers 202
@@ -112,7 +185,7 @@ func (s *Server) replayDLQ(w http.ResponseWriter, r *http.Request) {
 		in.ReplayInput.Rate = *in.Rate
 	}
 	req, err := in.Request()
-	if invalid(w, r, withRate(err, in.Rate)) {
+	if invalid(w, r, withRate(err, in.Rate)) || !s.replayInScope(w, r, req) {
 		return
 	}
 	s.accepted(w, r, func(ctx context.Context) (dlq.Replay, error) { return s.dlq.StartReplay(ctx, tenantOf(r), req) })
@@ -133,6 +206,19 @@ func (s *Server) listReplays(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.dlqError(w, r, err)
 		return
+	}
+	if sc := scopeOf(r); sc != nil {
+		// A session lists the replays of a filter it could have asked
+		// for: one of its endpoints, its types. Others, and replays by
+		// id, are not listed (a replay it started by id it follows by
+		// the id it was answered).
+		visible, ok := s.visibleEndpoints(w, r)
+		if !ok {
+			return
+		}
+		rs = slices.DeleteFunc(rs, func(rp dlq.Replay) bool {
+			return rp.Filter == nil || !visible[rp.Filter.EndpointID] || (len(sc.claims.EventTypes) > 0 && !sc.filterCovered(rp.Filter.EventType))
+		})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"data": rs})
 }

@@ -96,6 +96,7 @@ var bodyRoutes = []bodyRoute{
 	{"POST /v1/events/{id}/resend", `{"endpoint_id":"ep_1","force":true}`, `{"endpoint_id":5}`, "endpoint_id"},
 	{"POST /v1/listen", `{"events":["*"],"tunnel":true}`, `{"events":"*"}`, "events"},
 	{"POST /v1/endpoints/{id}/listen/responses", `{"request_id":"r","status":200,"latency":1}`, `{"status":"200"}`, "status"},
+	{"POST /v1/portal/sessions", `{"read_only":true,"admin":true}`, `{"read_only":"yes"}`, "read_only"},
 }
 
 // bodyless are the POST and PATCH routes that read no body.

@@ -105,6 +105,7 @@ type endpointView struct {
 	Enabled        bool              `json:"enabled"`
 	DisabledReason string            `json:"disabled_reason,omitempty"`
 	Backlog        *backlogView      `json:"backlog,omitempty"`
+	Recent         *recentView       `json:"recent,omitempty"`
 	MaxAttempts    int               `json:"max_attempts"`
 	TimeoutMS      int               `json:"timeout_ms"`
 	RateLimit      int               `json:"rate_limit"`
@@ -164,9 +165,17 @@ func (s *Server) refusedURL(w http.ResponseWriter, r *http.Request, raw *string)
 	return invalid(w, r, errs.Err())
 }
 
+// scopeCheck reports what of in a portal session may not set: events
+// outside its types.
+func scopeCheck(r *http.Request, in *endpointInput) error {
+	var errs valid.Errors
+	scopeOf(r).checkEvents(&errs, in.Events)
+	return errs.Err()
+}
+
 func (s *Server) createEndpoint(w http.ResponseWriter, r *http.Request) {
 	var in endpointInput
-	if !decode(w, r, &in) || invalid(w, r, in.check()) || s.refusedURL(w, r, in.URL) {
+	if !decode(w, r, &in) || invalid(w, r, in.check()) || invalid(w, r, scopeCheck(r, &in)) || s.refusedURL(w, r, in.URL) {
 		return
 	}
 	e := store.Endpoint{Enabled: true}
@@ -195,11 +204,15 @@ func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, "endpoints")
 		return
 	}
-	out := make([]endpointView, len(p.Items))
-	for i, e := range p.Items {
-		out[i] = viewEndpoint(e, false)
+	sc := scopeOf(r)
+	out := make([]endpointView, 0, len(p.Items))
+	for _, e := range p.Items {
+		if sc.endpointVisible(e) {
+			out = append(out, viewEndpoint(e, false))
+		}
 	}
 	s.withBacklogs(r, out)
+	s.withRecent(r, out)
 	var next string
 	if p.More {
 		next = idCursor(p.Items[len(p.Items)-1].ID)
@@ -215,12 +228,14 @@ func (s *Server) getEndpoint(w http.ResponseWriter, r *http.Request) {
 	}
 	v := viewEndpoint(e, true)
 	s.withBacklog(r, &v)
-	writeJSON(w, http.StatusOK, v)
+	one := []endpointView{v}
+	s.withRecent(r, one)
+	writeJSON(w, http.StatusOK, one[0])
 }
 
 func (s *Server) patchEndpoint(w http.ResponseWriter, r *http.Request) {
 	var in endpointInput
-	if !decode(w, r, &in) || invalid(w, r, in.check()) || s.refusedURL(w, r, in.URL) {
+	if !decode(w, r, &in) || invalid(w, r, in.check()) || invalid(w, r, scopeCheck(r, &in)) || s.refusedURL(w, r, in.URL) {
 		return
 	}
 	e, err := s.store.UpdateEndpoint(r.Context(), tenantOf(r), r.PathValue("id"), func(e *store.Endpoint) error {

@@ -73,6 +73,40 @@ func (s *Server) withBacklogs(r *http.Request, vs []endpointView) {
 	}
 }
 
+// RecentWindow is the period of an endpoint's "recent" attempt counts.
+const RecentWindow = 24 * time.Hour
+
+// recentView is how an endpoint's attempts went over RecentWindow: a
+// settings page's success rate.
+type recentView struct {
+	Since     time.Time `json:"since"`
+	Succeeded int       `json:"succeeded"`
+	Failed    int       `json:"failed"`
+}
+
+// withRecent adds the recent attempt counts to endpoint views, in one
+// read of the history. Like the backlog they are extra: without a history,
+// or when it cannot be read, the endpoints are shown without them.
+func (s *Server) withRecent(r *http.Request, vs []endpointView) {
+	if s.history == nil || len(vs) == 0 {
+		return
+	}
+	ids := make([]string, len(vs))
+	for i := range vs {
+		ids[i] = vs[i].ID
+	}
+	since := time.Now().Add(-RecentWindow).UTC().Truncate(time.Second)
+	counts, err := s.history.Counts(r.Context(), tenantOf(r), ids, since)
+	if err != nil {
+		s.log.Warn().Err(err).Msg("recent attempt counts not read; endpoints shown without them")
+		return
+	}
+	for i := range vs {
+		c := counts[vs[i].ID]
+		vs[i].Recent = &recentView{Since: since, Succeeded: c.Succeeded, Failed: c.Failed}
+	}
+}
+
 // stateChange is what a request's "status", "enabled" and "paused" ask
 // for, checked against each other.
 type stateChange struct {

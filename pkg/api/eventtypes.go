@@ -72,9 +72,12 @@ func (s *Server) listEventTypes(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, "event types")
 		return
 	}
-	out := make([]eventTypeView, len(p.Items))
-	for i, et := range p.Items {
-		out[i] = viewEventType(et)
+	sc := scopeOf(r)
+	out := make([]eventTypeView, 0, len(p.Items))
+	for _, et := range p.Items {
+		if sc.typeVisible(et.Name) {
+			out = append(out, viewEventType(et))
+		}
 	}
 	var next string
 	if p.More {
@@ -85,6 +88,9 @@ func (s *Server) listEventTypes(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getEventType(w http.ResponseWriter, r *http.Request) {
 	et, err := s.store.GetEventType(r.Context(), tenantOf(r), r.PathValue("name"))
+	if err == nil && !scopeOf(r).typeVisible(et.Name) {
+		err = store.ErrNotFound
+	}
 	if err != nil {
 		s.storeError(w, r, err, "event type")
 		return

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
+	"github.com/heraldhq/herald/pkg/dlq"
 	"github.com/heraldhq/herald/pkg/history"
 	"github.com/heraldhq/herald/pkg/match"
 	"github.com/heraldhq/herald/pkg/valid"
@@ -37,13 +39,25 @@ func (s *Server) noHistory(w http.ResponseWriter, r *http.Request) bool {
 // the failed or the succeeded ones.
 func (s *Server) listAttempts(w http.ResponseWriter, r *http.Request) {
 	var errs valid.Errors
+	q := r.URL.Query()
 	limit, cursor := listParams(w, r, &errs)
-	status := statusParam(r.URL.Query(), &errs)
+	status := statusParam(q, &errs)
 	if history.CheckCursor(cursor) != nil {
 		errs.Add("cursor", "is not a cursor from a previous page's next_cursor")
 	}
+	filters := eventTypeParam(q, &errs)
+	since, until := timeParam(q, "since", &errs), timeParam(q, "until", &errs)
+	if !since.IsZero() && !until.IsZero() && until.Before(since) {
+		errs.Add("until", "must not be before since")
+	}
 	if invalid(w, r, errs.Err()) {
 		return
+	}
+	hq := history.Query{Status: status, Limit: limit, Cursor: cursor, Since: since, Until: until}
+	if sc := scopeOf(r); filters != nil || sc != nil {
+		hq.Keep = func(a history.Attempt) bool {
+			return (filters == nil || match.Matches(filters, a.EventType)) && sc.typeVisible(a.EventType)
+		}
 	}
 	tenant, id := tenantOf(r), r.PathValue("id")
 	if _, err := s.store.GetEndpoint(r.Context(), tenant, id); err != nil {
@@ -53,7 +67,7 @@ func (s *Server) listAttempts(w http.ResponseWriter, r *http.Request) {
 	if s.noHistory(w, r) {
 		return
 	}
-	p, err := s.history.Attempts(r.Context(), tenant, id, history.Query{Status: status, Limit: limit, Cursor: cursor})
+	p, err := s.history.Attempts(r.Context(), tenant, id, hq)
 	if err != nil {
 		s.historyError(w, r, err, "attempts")
 		return
@@ -78,6 +92,10 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	tenant := tenantOf(r)
 	ev, err := s.history.Event(r.Context(), tenant, r.PathValue("id"))
+	sc := scopeOf(r)
+	if err == nil && !sc.typeVisible(ev.Type) {
+		err = history.ErrNotFound
+	}
 	if err != nil {
 		s.historyError(w, r, err, "event")
 		return
@@ -87,7 +105,20 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, r, err, "endpoints")
 		return
 	}
-	v := eventView{ID: ev.ID, Type: ev.Type, EndpointID: ev.EndpointID, Data: ev.Data, Deliveries: history.Deliveries(ev, eps)}
+	deliveries := history.Deliveries(ev, eps)
+	if sc != nil {
+		// A session sees the event's state at its own endpoints only.
+		visible := map[string]bool{}
+		for _, e := range eps {
+			visible[e.ID] = sc.endpointVisible(e)
+		}
+		deliveries = slices.DeleteFunc(deliveries, func(d history.Delivery) bool { return !visible[d.EndpointID] })
+		if ev.EndpointID != "" && !visible[ev.EndpointID] {
+			notFound(w, r, "event")
+			return
+		}
+	}
+	v := eventView{ID: ev.ID, Type: ev.Type, EndpointID: ev.EndpointID, Data: ev.Data, Deliveries: deliveries}
 	if !ev.AcceptedAt.IsZero() {
 		v.AcceptedAt = &ev.AcceptedAt
 	}
@@ -95,6 +126,54 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 		v.Data = json.RawMessage("null")
 	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+// eventTypeParam reads the event_type filter of an attempt listing or
+// stream: an event type or a filter such as post.* (nil when absent).
+func eventTypeParam(q url.Values, errs *valid.Errors) []string {
+	f := q.Get("event_type")
+	if f == "" {
+		return nil
+	}
+	if err := match.ValidateFilter(f); err != nil {
+		errs.Add("event_type", "must be an event type or a filter such as post.* or *")
+	}
+	return []string{f}
+}
+
+// timeParam reads an RFC 3339 time parameter (zero when absent).
+func timeParam(q url.Values, name string, errs *valid.Errors) time.Time {
+	v := q.Get(name)
+	if v == "" {
+		return time.Time{}
+	}
+	t, err := dlq.ParseTime(v)
+	if err != nil {
+		errs.Add(name, "must be an RFC 3339 time such as 2026-11-22T21:00:00Z")
+	}
+	return t
+}
+
+// visibleEndpoints is, for a portal session, the set of the tenant's
+// endpoints it may see (nil for an API key, which sees all). It answers
+// and returns false when the store cannot be read.
+func (s *Server) visibleEndpoints(w http.ResponseWriter, r *http.Request) (map[string]bool, bool) {
+	sc := scopeOf(r)
+	if sc == nil {
+		return nil, true
+	}
+	eps, err := s.store.ListEndpoints(r.Context(), tenantOf(r))
+	if err != nil {
+		s.storeError(w, r, err, "endpoints")
+		return nil, false
+	}
+	visible := make(map[string]bool, len(eps))
+	for _, e := range eps {
+		if sc.endpointVisible(e) {
+			visible[e.ID] = true
+		}
+	}
+	return visible, true
 }
 
 // statusParam reads the status filter of an attempt listing or stream:
@@ -125,17 +204,19 @@ func (s *Server) followAttempts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var errs valid.Errors
 	status := statusParam(q, &errs)
-	var filters []string
-	if f := q.Get("event_type"); f != "" {
-		if err := match.ValidateFilter(f); err != nil {
-			errs.Add("event_type", "must be an event type or a filter such as post.* or *")
-		}
-		filters = []string{f}
-	}
+	filters := eventTypeParam(q, &errs)
 	if invalid(w, r, errs.Err()) {
 		return
 	}
+	visible, ok := s.visibleEndpoints(w, r)
+	if !ok {
+		return
+	}
 	tenant, endpoint := tenantOf(r), q.Get("endpoint_id")
+	if endpoint != "" && visible != nil && !visible[endpoint] {
+		notFound(w, r, "endpoint")
+		return
+	}
 	if endpoint != "" {
 		if _, err := s.store.GetEndpoint(r.Context(), tenant, endpoint); err != nil {
 			s.storeError(w, r, err, "endpoint")
@@ -152,7 +233,8 @@ func (s *Server) followAttempts(w http.ResponseWriter, r *http.Request) {
 	}
 	s.serveEvents(w, r, "the attempt stream ended; reconnect", func(ctx context.Context, send func(event, id string, v any)) error {
 		return f.Follow(ctx, tenant, endpoint, func(a history.Attempt) error {
-			if (status == history.StatusAll || a.Status == status) && (filters == nil || match.Matches(filters, a.EventType)) {
+			if (status == history.StatusAll || a.Status == status) && (filters == nil || match.Matches(filters, a.EventType)) &&
+				(visible == nil || visible[a.EndpointID]) && scopeOf(r).typeVisible(a.EventType) {
 				send("attempt", a.ID, a)
 			}
 			return nil

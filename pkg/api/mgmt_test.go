@@ -94,7 +94,7 @@ func (rc *receiver) last(t *testing.T) received {
 	return rc.got[len(rc.got)-1]
 }
 
-func newMgmt(t *testing.T) *mgmt {
+func newMgmt(t *testing.T, opts ...api.Option) *mgmt {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -121,13 +121,13 @@ func newMgmt(t *testing.T) *mgmt {
 	t.Cleanup(func() { stop(); <-done })
 	<-proj.Ready()
 	c := cache.New(st, st.KV(), cache.WithRedis(rdb, prefix))
-	a := api.New(st, ingest.New(js),
+	a := api.New(st, ingest.New(js), append([]api.Option{
 		api.WithAdminToken(strings.TrimPrefix(mgmtAdmin, "Bearer ")),
 		api.WithInvalidator(c),
 		api.WithLogger(testenv.Logger(t)),
 		api.WithHistory(history.NewReader(idx, js)),
 		api.WithDeliverClient(deliver.New()),
-	)
+	}, opts...)...)
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
 	return &mgmt{t: t, srv: srv, api: a, js: js, rcv: newReceiver(t)}

@@ -11,6 +11,7 @@ import (
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/retry"
 	"github.com/heraldhq/herald/pkg/seal"
+	"github.com/heraldhq/herald/pkg/session"
 )
 
 // Roles says which parts of Herald a process runs.
@@ -116,6 +117,14 @@ type Config struct {
 	// EncryptionOldKeys are earlier keys, comma-separated, that still open
 	// what was sealed under them (HERALD_ENCRYPTION_OLD_KEYS).
 	EncryptionOldKeys string
+	// PortalKey signs the webhooks portal's sessions: 32 bytes, base64
+	// (HERALD_PORTAL_KEY). Without it the all-in-one generates one and
+	// keeps it in the data dir; a separate API process serves no portal.
+	// Replacing it ends every session.
+	PortalKey string
+	// PublicURL is where clients reach the API (HERALD_PUBLIC_URL), from
+	// which portal links are made; without it, from each request's Host.
+	PublicURL string
 	// AllowPlaintextSecrets lets a process without EncryptionKey store
 	// endpoint secrets in clear (HERALD_ALLOW_PLAINTEXT_SECRETS).
 	AllowPlaintextSecrets bool
@@ -255,6 +264,16 @@ func (c Config) Validate() error {
 			if _, err := seal.ParseKey(k); err != nil {
 				errs = append(errs, fmt.Sprintf("HERALD_ENCRYPTION_OLD_KEYS, key %d: %v", i+1, err))
 			}
+		}
+	}
+	if c.PortalKey != "" {
+		if _, err := session.Parse(c.PortalKey); err != nil {
+			errs = append(errs, "HERALD_PORTAL_KEY: "+err.Error())
+		}
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, "HERALD_PUBLIC_URL: want an http or https URL such as https://webhooks.example.com")
 		}
 	}
 	if c.EgressProxy != "" {

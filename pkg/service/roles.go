@@ -12,6 +12,7 @@ import (
 	"github.com/heraldhq/herald/pkg/ingest"
 	"github.com/heraldhq/herald/pkg/listen"
 	"github.com/heraldhq/herald/pkg/ops"
+	"github.com/heraldhq/herald/pkg/portal"
 	"github.com/heraldhq/herald/pkg/router"
 	"github.com/heraldhq/herald/pkg/sender"
 )
@@ -139,9 +140,25 @@ func (b *base) apiRole(ctx context.Context) (http.Handler, []part, error) {
 		return nil, nil, err
 	}
 	aopts = append(aopts, api.WithDLQ(dq))
+	// The webhooks portal: sessions in the API's auth path, the page beside it.
+	signer, err := portalSigner(cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	var verifier portal.Verifier
+	if signer != nil {
+		aopts = append(aopts, api.WithSessions(signer), api.WithPublicURL(cfg.PublicURL))
+		verifier = signer
+		if cfg.Embedded {
+			b.info.PortalLinks = walkthroughPortal(ctx, b.st, signer, log)
+		}
+	}
 	a := api.New(b.st, ingest.New(b.js, ingest.WithPayloads(b.payloads), ingest.WithTracer(b.tracer)), aopts...)
+	mux := http.NewServeMux()
+	portal.New(verifier, portal.WithLogger(b.component("portal"))).Register(mux)
+	mux.Handle("/", a)
 	storeLog := b.component("store")
-	return a, []part{
+	return mux, []part{
 		{name: "dlq", run: dq.Run},
 		{name: "reseal", run: func(ctx context.Context) error { reseal(ctx, b.st, storeLog); return nil }},
 		{name: "listen-sweep", run: listen.NewSweeper(b.nc, b.st, listen.WithLogger(b.component("listen"))).Run},

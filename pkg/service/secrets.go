@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/ratelimit"
 	"github.com/heraldhq/herald/pkg/seal"
+	"github.com/heraldhq/herald/pkg/session"
 	"github.com/heraldhq/herald/pkg/store"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -37,7 +38,7 @@ func secretSealer(cfg Config, log zerolog.Logger) (*seal.Sealer, error) {
 		case cfg.Embedded:
 			var created bool
 			var err error
-			key, path, created, err = dataDirKey(cfg.DataDir)
+			key, path, created, err = dataDirKey(cfg.DataDir, encryptionKeyFile, seal.Generate)
 			if err != nil {
 				return nil, err
 			}
@@ -79,17 +80,18 @@ func secretSealer(cfg Config, log zerolog.Logger) (*seal.Sealer, error) {
 	return s, nil
 }
 
-// dataDirKey reads the all-in-one's key from the data dir, generating it
-// (mode 0600) on first start. An existing file is never replaced: losing
-// the key loses every stored secret.
-func dataDirKey(dir string) (key, path string, created bool, err error) {
-	path = filepath.Join(dir, encryptionKeyFile)
+// dataDirKey reads one of the all-in-one's keys from the data dir
+// (encryptionKeyFile, portalKeyFile), generating it (mode 0600) on first
+// start. An existing file is never replaced: losing the encryption key
+// loses every stored secret.
+func dataDirKey(dir, name string, generate func() (string, error)) (key, path string, created bool, err error) {
+	path = filepath.Join(dir, name)
 	if b, err := os.ReadFile(path); err == nil {
 		return strings.TrimSpace(string(b)), path, false, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return "", path, false, fmt.Errorf("encryption key: %w", err)
+		return "", path, false, fmt.Errorf("%s: %w", name, err)
 	}
-	key, err = seal.Generate()
+	key, err = generate()
 	if err != nil {
 		return "", path, false, err
 	}
@@ -98,19 +100,56 @@ func dataDirKey(dir string) (key, path string, created bool, err error) {
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) { // another process was first
-		return dataDirKey(dir)
+		return dataDirKey(dir, name, generate)
 	}
 	if err != nil {
-		return "", path, false, fmt.Errorf("store encryption key: %w", err)
+		return "", path, false, fmt.Errorf("store %s: %w", name, err)
 	}
 	if _, err := f.WriteString(key + "\n"); err != nil {
 		f.Close()
-		return "", path, false, fmt.Errorf("store encryption key: %w", err)
+		return "", path, false, fmt.Errorf("store %s: %w", name, err)
 	}
 	if err := f.Close(); err != nil {
-		return "", path, false, fmt.Errorf("store encryption key: %w", err)
+		return "", path, false, fmt.Errorf("store %s: %w", name, err)
 	}
 	return key, path, true, nil
+}
+
+// portalKeyFile is the all-in-one's generated portal signing key, next to
+// encryption-key.
+const portalKeyFile = "portal-key"
+
+// portalSigner returns the signer of portal sessions: from
+// HERALD_PORTAL_KEY; for the all-in-one without it, a key generated once
+// and kept in the data dir; nil (the portal off) for a separate API
+// process without one, since each replica would sign with a key of its
+// own. Changing the key ends every session at once: that is how sessions
+// are revoked. It logs which, with the key id, never the key.
+func portalSigner(cfg Config, log zerolog.Logger) (*session.Signer, error) {
+	key, path := cfg.PortalKey, ""
+	if key == "" {
+		if !cfg.Embedded {
+			log.Warn().Msg("HERALD_PORTAL_KEY is not set: the webhooks portal is off (POST /v1/portal/sessions answers 503); set it to 32 random bytes in base64, the same on every herald-ingest")
+			return nil, nil
+		}
+		var err error
+		if key, path, _, err = dataDirKey(cfg.DataDir, portalKeyFile, session.Generate); err != nil {
+			return nil, err
+		}
+	}
+	s, err := session.Parse(key)
+	if err != nil {
+		if path != "" {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return nil, fmt.Errorf("HERALD_PORTAL_KEY: %w", err)
+	}
+	e := log.Info().Str("key_id", s.KeyID())
+	if path != "" {
+		e = e.Str("key_file", path)
+	}
+	e.Msg("webhooks portal: sessions are signed with the portal key; replacing it ends every session")
+	return s, nil
 }
 
 // reseal seals, in the background, the endpoint secrets still stored in

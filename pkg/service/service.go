@@ -45,6 +45,9 @@ type Info struct {
 	// EgressAllowPrivate is true when deliveries may go to loopback and
 	// private addresses (HERALD_EGRESS_ALLOW_PRIVATE).
 	EgressAllowPrivate bool
+	// PortalLinks are portal sessions of the walk-through's tenant, for
+	// the welcome text (the all-in-one only).
+	PortalLinks []PortalLink
 }
 
 // LogTimeFormat is the time of every log record: RFC 3339 with

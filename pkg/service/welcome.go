@@ -1,11 +1,72 @@
 package service
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"io"
+	"net/url"
+	"slices"
+	"time"
 
+	"github.com/heraldhq/herald/pkg/session"
+	"github.com/heraldhq/herald/pkg/store"
+	"github.com/rs/zerolog"
 	"golang.org/x/term"
 )
+
+// WalkthroughTenant is the name the README's walk-through gives its
+// tenant: the all-in-one prints a portal link for it at start.
+const WalkthroughTenant = "my blog"
+
+// welcomePortalTTL is how long the welcome text's portal link works: a
+// working day of development.
+const welcomePortalTTL = 12 * time.Hour
+
+// PortalLink is a portal session of a tenant, for the welcome text.
+type PortalLink struct {
+	TenantID, TenantName, Token string
+	ExpiresAt                   time.Time
+}
+
+// walkthroughPortal signs a portal session for the newest tenant named
+// WalkthroughTenant, if there is one, so that `make run` links to the
+// portal of the tenant the walk-through created.
+func walkthroughPortal(ctx context.Context, st *store.Store, signer *session.Signer, log zerolog.Logger) []PortalLink {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ts, err := st.ListTenants(ctx)
+	if err != nil {
+		log.Warn().Err(err).Msg("tenants not read: no portal link in the welcome text")
+		return nil
+	}
+	ts = slices.DeleteFunc(ts, func(t store.Tenant) bool { return t.Name != WalkthroughTenant })
+	if len(ts) == 0 {
+		return nil
+	}
+	t := slices.MaxFunc(ts, func(a, b store.Tenant) int { return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID)) })
+	tok, c, err := signer.Sign(session.Claims{Tenant: t.ID, Theme: session.Theme{Name: t.Name}}, time.Now(), welcomePortalTTL)
+	if err != nil {
+		log.Warn().Err(err).Msg("portal session not signed: no portal link in the welcome text")
+		return nil
+	}
+	return []PortalLink{{TenantID: t.ID, TenantName: t.Name, Token: tok, ExpiresAt: c.Expires()}}
+}
+
+// welcomePortal is the welcome text's portal line: a link to the
+// walk-through tenant's portal at a terminal (it is a credential, like the
+// admin token), else how to get one.
+func welcomePortal(w io.Writer, base string, i Info) string {
+	if len(i.PortalLinks) == 0 {
+		return "POST /v1/portal/sessions with a tenant's API key answers a link (step 4)"
+	}
+	l := i.PortalLinks[0]
+	if !isTerminal(w) {
+		return fmt.Sprintf("for tenant %q: POST /v1/portal/sessions with its API key (a link is shown at a terminal)", l.TenantName)
+	}
+	return fmt.Sprintf("%s/portal?session=%s\n               (tenant %q, %s; valid until %s)", base, url.QueryEscape(l.Token), l.TenantName, l.TenantID,
+		l.ExpiresAt.Local().Format("15:04"))
+}
 
 // PrintWelcome tells a newcomer at a terminal what runs where and the next
 // three commands to try. It goes to stderr as plain text, not to the log.
@@ -33,6 +94,7 @@ func PrintWelcome(w io.Writer, i Info) {
   NATS         %s   (producers: token = a tenant's API key; publish to herald.events.<tenant>.<type>)%s
   cache        %s
   admin token  %s
+  portal       %s
 
 Try it:
   # 1. create a tenant; note its api_key
@@ -45,8 +107,10 @@ Try it:
   #   nc, _ := nats.Connect("%s", nats.Token("<api_key>"), nats.CustomInboxPrefix("_INBOX_<tenant id>"))
   #   js, _ := jetstream.New(nc)
   #   js.Publish(ctx, "herald.events.<tenant id>.post.published", []byte(`+"`"+`{"id":"43","data":{"id":"43"}}`+"`"+`))
+  # 4. open the webhooks portal your customers would see (the answer's url, in a browser)
+  curl -s -X POST %s/v1/portal/sessions -H 'Authorization: Bearer <api_key>' -H 'Content-Type: application/json' -d '{}'
 
-`, status, base, i.NATSURL, natsOwn(i), cache, token, base, auth, base, base, i.NATSURL)
+`, status, base, i.NATSURL, natsOwn(i), cache, token, welcomePortal(w, base, i), base, auth, base, base, i.NATSURL, base)
 }
 
 // natsOwn says where Herald's own NATS credentials are, for tools that need

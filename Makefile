@@ -46,13 +46,17 @@ test-faults: test-deps
 # Tests start their own servers: an embedded or built-from-source nats-server,
 # and redis-server from the PATH, which tests that stop, kill or flush their
 # Redis (the fault suite, the limiter's and the cache's outage tests) need even
-# when REDIS_URL names a shared one. Make sure it exists: under CI (CI=true) a
-# missing server fails those tests instead of skipping them (testenv.Unavailable).
+# when REDIS_URL names a shared one. The portal's browser test drives Debian's
+# chromium. Make sure both exist: under CI (CI=true) a missing one fails those
+# tests instead of skipping them (testenv.Unavailable).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 test-deps:
-	@if ! command -v redis-server >/dev/null; then \
-		echo "installing redis-server (tests start their own)"; \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
-		else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi; \
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (tests start their own servers and browser)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
 vet:

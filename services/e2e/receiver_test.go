@@ -114,6 +114,13 @@ func (r *Receiver) AlwaysFail(status int) {
 	r.mu.Unlock()
 }
 
+// Heal undoes AlwaysFail: requests succeed again.
+func (r *Receiver) Heal() {
+	r.mu.Lock()
+	r.always = false
+	r.mu.Unlock()
+}
+
 // Delay makes successful answers wait d (a slow receiver).
 func (r *Receiver) Delay(d time.Duration) {
 	r.mu.Lock()

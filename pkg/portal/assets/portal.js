@@ -236,7 +236,7 @@
       if (ep.status === 'paused') actions.append(h('button', { type: 'button', class: 'primary', onclick: () => change({ paused: false }, 'Endpoint resumed'), text: 'Resume' }));
       if (ep.status === 'active') actions.append(h('button', { type: 'button', onclick: () => change({ paused: true }, 'Endpoint paused'), text: 'Pause' }));
       if (ep.status === 'disabled') actions.append(h('button', { type: 'button', class: 'primary', onclick: () => change({ status: 'active' }, 'Endpoint enabled'), text: 'Enable' }));
-      actions.append(deleteButton(ep));
+      actions.append(...deleteButton(ep));
     }
     root.append(actions);
     root.append(secretPanel(ep));
@@ -316,7 +316,7 @@
       out.replaceChildren(h('p', { class: 'muted', text: 'Sending…' }));
       try {
         const r = await api('POST', '/v1/endpoints/' + encodeURIComponent(ep.id) + '/test', { event_type: typeSel.value });
-        const a = r.attempt;
+        const a = r; // the attempt, with ok
         out.replaceChildren(h('dl', { class: 'fields' },
           h('dt', { text: 'Result' }), h('dd', {}, badge(r.ok ? 'succeeded' : 'failed')),
           h('dt', { text: 'Status' }), h('dd', { id: 'test-status', text: a.response_status ? String(a.response_status) : 'no response' }),

@@ -1,11 +1,14 @@
 package service_test
 
 import (
+	"bytes"
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/heraldhq/herald/internal/testenv"
@@ -60,4 +63,20 @@ func ioctl(f *os.File, req uintptr, arg unsafe.Pointer) error {
 		return errno
 	}
 	return nil
+}
+
+// The welcome text links to the walk-through tenant's portal at a terminal
+// only: the link carries a session token, a credential like the admin
+// token.
+func TestWelcomePortalLink(t *testing.T) {
+	info := service.Info{HTTPAddr: "127.0.0.1:8080", PortalLinks: []service.PortalLink{{
+		TenantID: "tn_1", TenantName: service.WalkthroughTenant, Token: "hps_payload.signature", ExpiresAt: time.Now().Add(time.Hour)}}}
+	if got := printAtTerminal(t, info); !strings.Contains(got, "portal       http://127.0.0.1:8080/portal?session=hps_payload.signature") {
+		t.Errorf("at a terminal the welcome text has no portal link:\n%s", got)
+	}
+	var buf bytes.Buffer
+	service.PrintWelcome(&buf, info)
+	if strings.Contains(buf.String(), "hps_payload") || !strings.Contains(buf.String(), `for tenant "my blog": POST /v1/portal/sessions`) {
+		t.Errorf("off a terminal the welcome text shows the session or does not say how to get one:\n%s", buf.String())
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -372,24 +373,31 @@ func TestPortalInBrowser(t *testing.T) {
 		"/deliveries?endpoint=" + busy.ID + "&since=" + url.QueryEscape(time.Now().Add(-20*time.Minute).UTC().Format(time.RFC3339)),
 		"/events/load-9999", "/dead-letters", "/event-types",
 	}
-	slowest, slowestPage := time.Duration(0), ""
+	// Each page is drawn 5 times; the median is held to the budget (a
+	// test suite running beside this one on 2 cores can stall one
+	// drawing), the slowest drawing is reported with it.
+	slowest, slowestPage, worstSeen := time.Duration(0), "", time.Duration(0)
 	for _, p := range pages {
-		var worst time.Duration
-		for i := range 3 {
+		var runs []time.Duration
+		for i := range 5 {
 			sep := "?"
 			if strings.Contains(p, "?") {
 				sep = "&"
 			}
-			worst = max(worst, show(t, ctx, "#"+p+sep+"run="+strconv.Itoa(i)))
+			runs = append(runs, show(t, ctx, "#"+p+sep+"run="+strconv.Itoa(i)))
 		}
-		t.Logf("page %-80s %6.1f ms (slowest of 3, %d attempts in the history)", p, float64(worst)/1e6, historyLoad)
-		if worst > slowest {
-			slowest, slowestPage = worst, p
+		slices.Sort(runs)
+		median := runs[len(runs)/2]
+		t.Logf("page %-80s median %6.1f ms, slowest %6.1f ms (5 drawings, %d attempts in the history)", p,
+			float64(median)/1e6, float64(runs[len(runs)-1])/1e6, historyLoad)
+		if median > slowest {
+			slowest, slowestPage = median, p
 		}
+		worstSeen = max(worstSeen, runs[len(runs)-1])
 	}
-	t.Logf("slowest page: %s, %.1f ms", slowestPage, float64(slowest)/1e6)
+	t.Logf("slowest page: %s, median %.1f ms; slowest single drawing of any page %.1f ms", slowestPage, float64(slowest)/1e6, float64(worstSeen)/1e6)
 	if slowest > pageBudget {
-		t.Errorf("page %s took %s with %d attempts in the history; the budget is %s", slowestPage, slowest, historyLoad, pageBudget)
+		t.Errorf("page %s took %s (median) with %d attempts in the history; the budget is %s", slowestPage, slowest, historyLoad, pageBudget)
 	}
 	show(t, ctx, "#/endpoints")
 	shots.take(ctx, "endpoints")

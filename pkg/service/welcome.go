@@ -108,7 +108,7 @@ Try it:
   #   js, _ := jetstream.New(nc)
   #   js.Publish(ctx, "herald.events.<tenant id>.post.published", []byte(`+"`"+`{"id":"43","data":{"id":"43"}}`+"`"+`))
   # 4. open the webhooks portal your customers would see (the answer's url, in a browser)
-  curl -s -X POST %s/v1/portal/sessions -H 'Authorization: Bearer <api_key>' -H 'Content-Type: application/json' -d '{}'
+  curl -s -X POST %s/v1/portal/sessions -H 'Authorization: Bearer <api_key>' --json '{}'
 
 `, status, base, i.NATSURL, natsOwn(i), cache, token, welcomePortal(w, base, i), base, auth, base, base, i.NATSURL, base)
 }

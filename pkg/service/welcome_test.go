@@ -118,8 +118,8 @@ func TestWelcomeWalkThroughRuns(t *testing.T) {
 			cmds = append(cmds, l)
 		}
 	}
-	if len(cmds) != 3 {
-		t.Fatalf("the welcome text has %d curl commands, want 3:\n%s", len(cmds), buf.String())
+	if len(cmds) != 4 {
+		t.Fatalf("the welcome text has %d curl commands, want 4:\n%s", len(cmds), buf.String())
 	}
 	run := func(cmd string) []byte {
 		t.Helper()
@@ -135,9 +135,16 @@ func TestWelcomeWalkThroughRuns(t *testing.T) {
 	if out := run(cmds[0]); json.Unmarshal(out, &tenant) != nil || tenant.APIKey == "" {
 		t.Fatalf("%s answered %s", cmds[0], out)
 	}
+	var last []byte
 	for _, cmd := range cmds[1:] {
 		cmd = strings.ReplaceAll(cmd, "<api_key>", tenant.APIKey)
-		run(strings.ReplaceAll(cmd, "http://127.0.0.1:9000/hook", rcv.URL+"/hook"))
+		last = run(strings.ReplaceAll(cmd, "http://127.0.0.1:9000/hook", rcv.URL+"/hook"))
+	}
+	var portal struct {
+		URL string `json:"url"`
+	}
+	if json.Unmarshal(last, &portal) != nil || !strings.Contains(portal.URL, "/portal?session=hps_") {
+		t.Fatalf("%s answered %s, not a portal link", cmds[3], last)
 	}
 	select {
 	case body := <-got:

@@ -89,7 +89,8 @@ proto:
 		$(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate'
 
 ## bench: load-test Herald beside this machine's limit: every scenario on the all-in-one and on
-## separate processes; results in bench/results/, figures in docs/performance.md.
+## separate processes (scaling: separate only, with 1, 2 and 4 senders; DEPLOYMENTS=separate-r3 for a
+## three-node JetStream cluster); results in bench/results/, figures in docs/performance.md.
 ## Select with SCENARIOS=single,latency (and DEPLOYMENTS=all-in-one); BENCH_FLAGS passes more flags.
 SCENARIOS ?= all
 DEPLOYMENTS ?= all-in-one,separate

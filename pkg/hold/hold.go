@@ -37,6 +37,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/store"
+	"github.com/heraldhq/herald/pkg/trace"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -139,7 +140,8 @@ func (s *Store) Hold(ctx context.Context, job *heraldv1.DeliveryJob) error {
 	base := job.Id + ":" + job.ReplayId + ":" + strconv.FormatUint(uint64(job.PriorAttempts), 10)
 	id := base
 	for range 16 {
-		ack, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: bus.HeldSubject(job.TenantId, job.EndpointId), Data: b},
+		// The job's trace (package trace) waits with it.
+		ack, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: bus.HeldSubject(job.TenantId, job.EndpointId), Data: b, Header: trace.Inject(ctx, nil)},
 			jetstream.WithMsgID(id), jetstream.WithExpectStream(bus.StreamHeld))
 		if err != nil {
 			return fmt.Errorf("hold job: %w", err)

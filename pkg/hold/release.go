@@ -9,6 +9,7 @@ import (
 
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/store"
+	"github.com/heraldhq/herald/pkg/trace"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -145,7 +146,7 @@ func (s *Store) releaseEndpoint(ctx context.Context, st jetstream.Stream, stamp,
 func (s *Store) releaser(tenant, endpoint, stamp string) mover {
 	return func(ctx context.Context, held []*jetstream.RawStreamMsg) (int, error) {
 		return s.publishAll(ctx, held, func(m *jetstream.RawStreamMsg) (*nats.Msg, []jetstream.PublishOpt, error) {
-			return &nats.Msg{Subject: bus.DeliverySubject(tenant, endpoint), Data: m.Data},
+			return &nats.Msg{Subject: bus.DeliverySubject(tenant, endpoint), Data: m.Data, Header: trace.Carry(m.Header)},
 				[]jetstream.PublishOpt{jetstream.WithMsgID("released:" + seqID(m, stamp)), jetstream.WithExpectStream(bus.StreamDeliveries)}, nil
 		})
 	}
@@ -165,7 +166,7 @@ func (s *Store) skipper(tenant, endpoint, reason, stamp string) mover {
 			if err != nil {
 				return nil, nil, fmt.Errorf("encode dead letter: %w", err)
 			}
-			return &nats.Msg{Subject: bus.DLQSubject(tenant, endpoint), Data: b},
+			return &nats.Msg{Subject: bus.DLQSubject(tenant, endpoint), Data: b, Header: trace.Carry(m.Header)},
 				[]jetstream.PublishOpt{jetstream.WithMsgID("held-skipped:" + seqID(m, stamp)), jetstream.WithExpectStream(bus.StreamDLQ)}, nil
 		})
 	}

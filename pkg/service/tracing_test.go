@@ -112,6 +112,36 @@ func TestTraceOfAnEventWithARetry(t *testing.T) {
 		}
 	})
 
+	t.Run("held", func(t *testing.T) {
+		// A job of a paused endpoint waits in HELD with its trace, and
+		// goes on in it once the endpoint is resumed.
+		mustCall(t, 200, "PATCH", base+"/v1/endpoints/"+endpoint, key, map[string]any{"paused": true})
+		heldBefore := metric(t, base, `herald_hold_jobs_total{result="held"}`)
+		mustCall(t, 202, "POST", base+"/v1/events", key, map[string]any{"type": "post.published", "id": "traced-3", "data": map[string]any{}})
+		testenv.Eventually(t, 20*time.Second, func() bool {
+			return metric(t, base, `herald_hold_jobs_total{result="held"}`) != heldBefore
+		}, "the job of the paused endpoint held")
+		mustCall(t, 200, "PATCH", base+"/v1/endpoints/"+endpoint, key, map[string]any{"paused": false})
+		var got map[string][]sdktrace.ReadOnlySpan
+		testenv.Eventually(t, 20*time.Second, func() bool {
+			for _, s := range spans.GetSpans().Snapshots() {
+				if s.Name() == trace.SpanIngest && attr(s, trace.AttrEventID).AsString() == "traced-3" {
+					got = byName(spans.GetSpans().Snapshots(), s.SpanContext().TraceID())
+					return len(got[trace.SpanAttempt]) >= 2
+				}
+			}
+			return false
+		}, "two attempt spans of the held event in its trace")
+		if len(got[trace.SpanRoute]) != 1 || len(got[trace.SpanAttempt]) != 2 {
+			t.Fatalf("spans of the trace: %v, want one route and two attempts", names(got))
+		}
+		first := got[trace.SpanAttempt][0]
+		if attr(first, trace.AttrAttempt).AsInt64() != 1 {
+			first = got[trace.SpanAttempt][1]
+		}
+		parent(t, first, got[trace.SpanRoute][0].SpanContext().SpanID().String())
+	})
+
 	t.Run("nats", func(t *testing.T) {
 		nc, err := nats.Connect(natsURL)
 		if err != nil {

@@ -95,13 +95,39 @@ func (t *Tracer) Extract(ctx context.Context, h map[string][]string) context.Con
 // allocated if nil. Off, or without a valid span in ctx, h is returned as
 // it is: a message published while tracing is off gets no header map.
 func (t *Tracer) Inject(ctx context.Context, h map[string][]string) map[string][]string {
-	if t == nil || !oteltrace.SpanContextFromContext(ctx).IsValid() {
+	if t == nil {
+		return h
+	}
+	return Inject(ctx, h)
+}
+
+// Inject is Tracer.Inject for code that holds no Tracer but passes a trace
+// on (a job held for a paused endpoint): while tracing is off no span is
+// ever extracted or started, so ctx has none and h is returned as it is.
+func Inject(ctx context.Context, h map[string][]string) map[string][]string {
+	if !oteltrace.SpanContextFromContext(ctx).IsValid() {
 		return h
 	}
 	if h == nil {
 		h = make(map[string][]string, 2)
 	}
-	t.prop.Inject(ctx, carrier(h))
+	propagation.TraceContext{}.Inject(ctx, carrier(h))
+	return h
+}
+
+// Carry returns the trace headers of a stored message, for the message
+// that moves it elsewhere (a held job released to DELIVERIES), so that the
+// trace goes on; nil when it has none.
+func Carry(from map[string][]string) map[string][]string {
+	var h map[string][]string
+	for _, name := range (propagation.TraceContext{}).Fields() {
+		if v := carrier(from).Get(name); v != "" {
+			if h == nil {
+				h = make(map[string][]string, 2)
+			}
+			h[name] = []string{v}
+		}
+	}
 	return h
 }
 

@@ -73,3 +73,22 @@ func TestHeadersCarryTheSpan(t *testing.T) {
 		t.Error("New(nil) is on")
 	}
 }
+
+// Carry copies a stored message's trace headers, and nothing else, to the
+// message that moves it; a message without them gives none.
+func TestCarry(t *testing.T) {
+	tr := trace.New(sdktrace.NewTracerProvider())
+	ctx, span := tr.Start(context.Background(), trace.SpanAttempt, oteltrace.SpanKindClient)
+	defer span.End()
+	held := trace.Inject(ctx, map[string][]string{"Nats-Msg-Id": {"x"}})
+	moved := trace.Carry(held)
+	if len(moved) != 1 || moved["traceparent"][0] != held["traceparent"][0] {
+		t.Errorf("carried %v from %v", moved, held)
+	}
+	if got := trace.Carry(map[string][]string{"Nats-Msg-Id": {"x"}}); got != nil {
+		t.Errorf("carried %v from a message without trace headers", got)
+	}
+	if got := trace.Inject(context.Background(), nil); got != nil {
+		t.Errorf("Inject without a span: %v", got)
+	}
+}

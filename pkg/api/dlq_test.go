@@ -32,6 +32,7 @@ import (
 	"github.com/heraldhq/herald/pkg/retry"
 	"github.com/heraldhq/herald/pkg/router"
 	"github.com/heraldhq/herald/pkg/sender"
+	"github.com/heraldhq/herald/pkg/session"
 	"github.com/heraldhq/herald/pkg/store"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 )
@@ -47,7 +48,7 @@ type dqEnv struct {
 
 // newDQEnv serves the API with the dead-letter service over a real
 // JetStream; with pipeline, a router and a sender run too.
-func newDQEnv(t *testing.T, pipeline bool) *dqEnv {
+func newDQEnv(t *testing.T, pipeline bool, opts ...api.Option) *dqEnv {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	js := testenv.JetStream(t)
@@ -81,8 +82,8 @@ func newDQEnv(t *testing.T, pipeline bool) *dqEnv {
 	idx := history.NewMemory(time.Hour)
 	proj := history.NewProjector(js, idx, history.WithLogger(log))
 	run(proj.Run)
-	srv := httptest.NewServer(api.New(st, ingest.New(js), api.WithInvalidator(c), api.WithDLQ(svc), api.WithLogger(log),
-		api.WithHistory(history.NewReader(idx, js))))
+	srv := httptest.NewServer(api.New(st, ingest.New(js), append([]api.Option{api.WithInvalidator(c), api.WithDLQ(svc), api.WithLogger(log),
+		api.WithHistory(history.NewReader(idx, js))}, opts...)...))
 	t.Cleanup(srv.Close)
 	return &dqEnv{t: t, ctx: ctx, js: js, st: st, c: c, srv: srv}
 }
@@ -422,5 +423,90 @@ func TestRecoverAfterReenablingAndResend(t *testing.T) {
 		"resent events did not arrive")
 	if rcv.count("p3") != 1 {
 		t.Fatalf("p3 delivered %d times", rcv.count("p3"))
+	}
+}
+
+// TestDLQPortalSessionScope: a portal session lists, reads and replays the
+// dead letters of its own endpoints and event types only; replays by
+// filter must stay within its scope; a read-only session replays nothing.
+func TestDLQPortalSessionScope(t *testing.T) {
+	t.Parallel()
+	signer := portalSigner(t, 9)
+	e := newDQEnv(t, false, api.WithSessions(signer))
+	a, _ := e.tenant()
+	posts, err := e.st.CreateEndpoint(e.ctx, a, store.Endpoint{Name: "posts", URL: "http://127.0.0.1:9/", Events: []string{"post.*"}, Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := e.st.CreateEndpoint(e.ctx, a, store.Endpoint{Name: "all", URL: "http://127.0.0.1:9/", Events: []string{"*"}, Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, _, s3 := e.dead(a, posts.ID, "e1"), e.dead(a, posts.ID, "e2"), e.dead(a, all.ID, "e3")
+	sign := func(c session.Claims) string {
+		c.Tenant = a
+		tok, _, err := signer.Sign(c, time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	listed := func(key, query string) []uint64 {
+		var page struct {
+			Data []dlq.Entry `json:"data"`
+		}
+		e.must(200, "GET", "/v1/dlq"+query, key, nil, &page)
+		var ids []uint64
+		for _, d := range page.Data {
+			ids = append(ids, d.ID)
+		}
+		return ids
+	}
+
+	byEndpoint := sign(session.Claims{Endpoints: []string{posts.ID}})
+	if got := listed(byEndpoint, ""); len(got) != 2 || slices.Contains(got, s3) {
+		t.Fatalf("endpoint session lists %v, want the 2 of %s", got, posts.ID)
+	}
+	e.must(404, "GET", "/v1/dlq?endpoint_id="+all.ID, byEndpoint, nil, nil)
+	e.must(404, "GET", fmt.Sprintf("/v1/dlq/%d", s3), byEndpoint, nil, nil)
+	e.must(200, "GET", fmt.Sprintf("/v1/dlq/%d", s1), byEndpoint, nil, nil)
+	e.must(404, "POST", "/v1/dlq/replay", byEndpoint, map[string]any{"id": s3}, nil)
+	e.must(404, "POST", "/v1/dlq/replay", byEndpoint, map[string]any{"endpoint_id": all.ID}, nil)
+	e.must(404, "POST", "/v1/endpoints/"+all.ID+"/recover", byEndpoint, map[string]any{"since": "2026-01-01T00:00:00Z"}, nil)
+	if got := e.problemFields(422, "POST", "/v1/dlq/replay", byEndpoint, map[string]any{"all": true}); !slices.Equal(got, []string{"endpoint_id"}) {
+		t.Fatalf("replay of all by an endpoint session: fields %v", got)
+	}
+	var rp dlq.Replay
+	e.must(202, "POST", "/v1/dlq/replay", byEndpoint, map[string]any{"id": s1}, &rp)
+	if got := e.waitReplay("/v1/dlq/replays/"+rp.ID, byEndpoint); got.Replayed != 1 {
+		t.Fatalf("replay by id: %+v", got)
+	}
+	var replays struct {
+		Data []dlq.Replay `json:"data"`
+	}
+	e.must(200, "GET", "/v1/dlq/replays", byEndpoint, nil, &replays)
+	if len(replays.Data) != 0 {
+		t.Fatalf("a session lists replays by id: %+v", replays.Data)
+	}
+
+	byType := sign(session.Claims{EventTypes: []string{"post.*"}})
+	if got := listed(byType, ""); len(got) != 1 || slices.Contains(got, s3) {
+		t.Fatalf("event type session lists %v, want the one left of %s (%s, subscribed to *, is hidden)", got, posts.ID, all.ID)
+	}
+	if got := e.problemFields(422, "POST", "/v1/dlq/replay", byType, map[string]any{"endpoint_id": posts.ID}); !slices.Equal(got, []string{"event_type"}) {
+		t.Fatalf("replay without a type by a type session: fields %v", got)
+	}
+	e.must(202, "POST", "/v1/dlq/replay", byType, map[string]any{"endpoint_id": posts.ID, "event_type": "post.*"}, &rp)
+	e.waitReplay("/v1/dlq/replays/"+rp.ID, byType)
+	e.must(200, "GET", "/v1/dlq/replays", byType, nil, &replays)
+	if len(replays.Data) != 1 || replays.Data[0].ID != rp.ID {
+		t.Fatalf("type session lists replays %+v, want only %s", replays.Data, rp.ID)
+	}
+
+	readOnly := sign(session.Claims{ReadOnly: true})
+	e.must(403, "POST", "/v1/dlq/replay", readOnly, map[string]any{"id": s3}, nil)
+	e.must(403, "POST", "/v1/endpoints/"+all.ID+"/recover", readOnly, map[string]any{"since": "2026-01-01T00:00:00Z"}, nil)
+	if got := listed(readOnly, ""); len(got) != 1 {
+		t.Fatalf("read-only session lists %v, want the 1 left", got)
 	}
 }

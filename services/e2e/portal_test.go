@@ -333,17 +333,31 @@ func TestPortalInBrowser(t *testing.T) {
 	}
 	shots.take(ctx, "event")
 
-	// --- replay a dead letter and see it delivered ---
+	// --- replay the filtered set (still failing: back to the DLQ), then one, then recover the rest ---
 	show(t, ctx, "#/dead-letters?endpoint="+dead.ID)
 	shots.take(ctx, "dead-letters")
+	do(t, ctx, "replay every dead letter of the endpoint", click(`#replay-filter`),
+		until(`/Replay done: 3 of 3/.test((document.getElementById('replay-progress') || {}).textContent || '')`))
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		at, ok := a.AttemptHistory(tn.APIKey, dead.ID)
+		dl, ok2 := a.DLQ(tn.APIKey, dead.ID)
+		return ok && ok2 && len(at) == 12 && len(dl) == 3
+	}, "the 3 replayed deliveries did not fail twice each and return to the DLQ")
+	show(t, ctx, "#/dead-letters?endpoint="+dead.ID+"&again=1")
 	first := js[string](t, ctx, `document.querySelector('#dead-letters tbody tr td:nth-child(2) a').textContent`)
 	failing.Heal()
-	do(t, ctx, "replay it", click(`#dead-letters tbody tr:first-child .replay-one`),
+	do(t, ctx, "replay one", click(`#dead-letters tbody tr:first-child .replay-one`),
 		until(`/Replay done: 1 of 1/.test((document.getElementById('replay-progress') || {}).textContent || '')`))
 	failing.WaitDelivered(t, 15*time.Second, first)
 	do(t, ctx, "the list shows the 2 others", until(`document.querySelectorAll('#dead-letters tbody tr').length === 2`))
-	if n := failing.Delivered(first); n != 1 {
-		t.Fatalf("replayed %s was delivered %d times", first, n)
+	show(t, ctx, "#/endpoints/"+dead.ID)
+	do(t, ctx, "recover since yesterday", press("Recover"),
+		until(`/Replay done: 2 of 2/.test((document.getElementById('replay-progress') || {}).textContent || '')`))
+	failing.WaitDelivered(t, 15*time.Second, "order-1", "order-2", "order-3")
+	for _, id := range []string{"order-1", "order-2", "order-3"} {
+		if n := failing.Delivered(id); n != 1 {
+			t.Errorf("%s was delivered %d times to the healed endpoint", id, n)
+		}
 	}
 
 	// --- delete with confirmation ---

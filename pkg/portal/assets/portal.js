@@ -348,6 +348,15 @@
       h('div', { class: 'filters' }, field('recover-since', 'Failed since', since), h('div', {}, go)), out);
   }
 
+  function replayText(rp) {
+    return 'Replay ' + rp.state + ': ' + rp.replayed + ' of ' + rp.total + ' sent again' +
+      (rp.failed ? ', ' + rp.failed + ' failed' : '') + (rp.skipped ? ', ' + rp.skipped + ' already gone' : '') + (rp.error ? ' (' + rp.error + ')' : '');
+  }
+
+  // finished is the last replay that ended on this page, shown again once
+  // the page is drawn anew with what is left.
+  let finished = null;
+
   // follow shows a replay's progress until it ends.
   async function follow(rp, out) {
     const bar = h('progress', { max: Math.max(rp.total, 1), value: 0, 'aria-label': 'Replay progress' });
@@ -357,8 +366,7 @@
       const done = rp.replayed + rp.failed + rp.skipped;
       bar.max = Math.max(rp.total, 1);
       bar.value = done;
-      text.textContent = 'Replay ' + rp.state + ': ' + rp.replayed + ' of ' + rp.total + ' sent again' +
-        (rp.failed ? ', ' + rp.failed + ' failed' : '') + (rp.skipped ? ', ' + rp.skipped + ' already gone' : '') + (rp.error ? ' (' + rp.error + ')' : '');
+      text.textContent = replayText(rp);
       if (rp.state !== 'running') {
         say(text.textContent);
         return rp;
@@ -618,6 +626,10 @@
     if (endpoint) params.set('endpoint_id', endpoint);
     for (const k of ['event_type', 'since', 'until', 'cursor']) if (q.get(k)) params.set(k, q.get(k));
     const progress = h('div', { id: 'replay', 'aria-live': 'polite' });
+    if (finished) {
+      progress.append(h('p', { id: 'replay-progress', text: replayText(finished) }));
+      finished = null;
+    }
     let page;
     try {
       page = await api('GET', '/v1/dlq?' + params);
@@ -631,7 +643,7 @@
       root.append(h('div', { class: 'actions' }, h('button', { type: 'button', class: 'primary', id: 'replay-filter',
         text: any ? 'Replay every dead letter matching these filters' : 'Replay every dead letter',
         onclick: async () => {
-          try { await follow(await api('POST', '/v1/dlq/replay', any ? filter : { all: true }), progress); render(); } catch (e) { progress.replaceChildren(problemBox(e)); }
+          try { finished = await follow(await api('POST', '/v1/dlq/replay', any ? filter : { all: true }), progress); render(); } catch (e) { progress.replaceChildren(problemBox(e)); }
         } })));
     }
     root.append(progress);
@@ -648,7 +660,7 @@
           h('td', { 'data-label': 'Attempts', text: d.attempts.length }),
           h('td', {}, readOnly ? null : h('button', { type: 'button', class: 'replay-one', text: 'Replay',
             'aria-label': 'Replay ' + d.event.id, onclick: async () => {
-              try { await follow(await api('POST', '/v1/dlq/replay', { id: d.id }), progress); render(); } catch (e) { progress.replaceChildren(problemBox(e)); }
+              try { finished = await follow(await api('POST', '/v1/dlq/replay', { id: d.id }), progress); render(); } catch (e) { progress.replaceChildren(problemBox(e)); }
             } })))))));
     }
     if (page.next_cursor) {

@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/internal/testenv"
+	"github.com/heraldhq/herald/pkg/api"
 	"github.com/heraldhq/herald/pkg/history"
+	"github.com/heraldhq/herald/pkg/session"
 	"github.com/heraldhq/herald/pkg/sign"
 )
 
@@ -78,6 +81,69 @@ func TestAttemptStream(t *testing.T) {
 		}
 		if a.EventID != "fail-1" || a.Status != history.StatusFailed || a.EndpointID != ep.ID || a.ResponseStatus != 500 || a.Number != 1 {
 			t.Fatalf("streamed %+v, want fail-1's failed attempt 1 with 500", a)
+		}
+	case <-ctx.Done():
+		t.Fatal("no attempt streamed")
+	}
+}
+
+// A portal session's attempt stream carries its endpoints' attempts only.
+func TestAttemptStreamPortalScope(t *testing.T) {
+	t.Parallel()
+	signer := portalSigner(t, 11)
+	e := newDQEnv(t, true, api.WithSessions(signer))
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(hook.Close)
+	tenant, key := e.tenant()
+	var posts, members struct {
+		ID string `json:"id"`
+	}
+	e.must(201, "POST", "/v1/endpoints", key, map[string]any{"name": "p", "url": hook.URL, "events": []string{"post.*"}}, &posts)
+	e.must(201, "POST", "/v1/endpoints", key, map[string]any{"name": "m", "url": hook.URL, "events": []string{"member.*"}}, &members)
+	tok, _, err := signer.Sign(session.Claims{Tenant: tenant, Endpoints: []string{posts.ID}}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, _, _ := e.call("GET", "/v1/attempts/stream?endpoint_id="+members.ID, tok, nil, nil); status != http.StatusNotFound {
+		t.Fatalf("another endpoint's stream: %d, want 404", status)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/v1/attempts/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("stream: %d", resp.StatusCode)
+	}
+	events := make(chan string, 8)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var a history.Attempt
+				if json.Unmarshal([]byte(data), &a) == nil {
+					events <- a.EventID + "@" + a.EndpointID
+				}
+			}
+		}
+		close(events)
+	}()
+	// The other endpoint's attempt first: the stream must skip it.
+	e.must(202, "POST", "/v1/events", key, map[string]any{"id": "m-1", "type": "member.added", "data": map[string]any{}}, nil)
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		var page struct{ Data []history.Attempt }
+		status, _, _ := e.call("GET", "/v1/endpoints/"+members.ID+"/attempts", key, nil, &page)
+		return status == 200 && len(page.Data) == 1
+	}, "m-1's attempt is not recorded")
+	e.must(202, "POST", "/v1/events", key, map[string]any{"id": "p-1", "type": "post.published", "data": map[string]any{}}, nil)
+	select {
+	case got := <-events:
+		if got != "p-1@"+posts.ID {
+			t.Fatalf("the session's stream carried %s, want only p-1 at %s", got, posts.ID)
 		}
 	case <-ctx.Done():
 		t.Fatal("no attempt streamed")

@@ -17,6 +17,38 @@ import (
 	"github.com/heraldhq/herald/pkg/sign"
 )
 
+// follow opens an attempt stream with key and returns the attempts it
+// carries; the stream and the context (20 s) end with the test.
+func (e *dqEnv) follow(path, key string) (context.Context, <-chan history.Attempt) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	e.t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		e.t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	attempts := make(chan history.Attempt, 8)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var a history.Attempt
+				if json.Unmarshal([]byte(data), &a) == nil {
+					attempts <- a
+				}
+			}
+		}
+		close(attempts)
+	}()
+	return ctx, attempts
+}
+
 // GET /v1/attempts/stream shows each attempt as it is recorded, filtered
 // as asked, within a second: `herald tail` depends on it.
 func TestAttemptStream(t *testing.T) {
@@ -45,31 +77,7 @@ func TestAttemptStream(t *testing.T) {
 		t.Fatalf("no key: %d, want 401", status)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/v1/attempts/stream?status=failed&endpoint_id="+ep.ID, nil)
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
-		t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	attempts := make(chan history.Attempt, 8)
-	go func() {
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
-				var a history.Attempt
-				if json.Unmarshal([]byte(data), &a) == nil {
-					attempts <- a
-				}
-			}
-		}
-		close(attempts)
-	}()
+	ctx, attempts := e.follow("/v1/attempts/stream?status=failed&endpoint_id="+ep.ID, key)
 
 	// One success (filtered out: status=failed), then one failure.
 	e.must(202, "POST", "/v1/events", key, map[string]any{"id": "ok-1", "type": "post.published", "data": map[string]any{}}, nil)
@@ -107,31 +115,7 @@ func TestAttemptStreamPortalScope(t *testing.T) {
 	if status, _, _ := e.call("GET", "/v1/attempts/stream?endpoint_id="+members.ID, tok, nil, nil); status != http.StatusNotFound {
 		t.Fatalf("another endpoint's stream: %d, want 404", status)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+"/v1/attempts/stream", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("stream: %d", resp.StatusCode)
-	}
-	events := make(chan string, 8)
-	go func() {
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
-				var a history.Attempt
-				if json.Unmarshal([]byte(data), &a) == nil {
-					events <- a.EventID + "@" + a.EndpointID
-				}
-			}
-		}
-		close(events)
-	}()
+	ctx, attempts := e.follow("/v1/attempts/stream", tok)
 	// The other endpoint's attempt first: the stream must skip it.
 	e.must(202, "POST", "/v1/events", key, map[string]any{"id": "m-1", "type": "member.added", "data": map[string]any{}}, nil)
 	testenv.Eventually(t, 10*time.Second, func() bool {
@@ -141,8 +125,8 @@ func TestAttemptStreamPortalScope(t *testing.T) {
 	}, "m-1's attempt is not recorded")
 	e.must(202, "POST", "/v1/events", key, map[string]any{"id": "p-1", "type": "post.published", "data": map[string]any{}}, nil)
 	select {
-	case got := <-events:
-		if got != "p-1@"+posts.ID {
+	case a := <-attempts:
+		if got := a.EventID + "@" + a.EndpointID; got != "p-1@"+posts.ID {
 			t.Fatalf("the session's stream carried %s, want only p-1 at %s", got, posts.ID)
 		}
 	case <-ctx.Done():

@@ -177,31 +177,6 @@ func (s *screenshots) take(ctx context.Context, name string) {
 	}
 }
 
-// portalHerald starts the herald binary (the all-in-one, as make run does)
-// with real Redis and returns its base URL, data dir and NATS URL.
-func portalHerald(t testing.TB) (base, data, natsURL string) {
-	t.Helper()
-	bin := filepath.Join(binDir(t), "herald")
-	redisURL, prefix := testenv.Redis(t)
-	data = t.TempDir()
-	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	natsAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	p := testenv.StartProcess(t, "herald", []string{
-		"HERALD_DATA_DIR=" + data,
-		"HERALD_HTTP_ADDR=" + addr,
-		"HERALD_NATS_LISTEN=" + natsAddr,
-		"REDIS_URL=" + redisURL,
-		"HERALD_REDIS_PREFIX=" + prefix,
-		"HERALD_ADMIN_TOKEN=" + adminToken,
-		"HERALD_RETRY_SCHEDULE=" + retrySchedule,
-		"HERALD_ACK_WAIT=" + ackWait.String(),
-		"HERALD_LOG_LEVEL=info",
-	}, bin)
-	base = "http://" + addr
-	p.WaitHTTP(base+"/readyz", 30*time.Second)
-	return base, data, "nats://" + natsAddr
-}
-
 // openPortal opens a portal session for key and returns its URL.
 func openPortal(t testing.TB, a *API, key string, body map[string]any) string {
 	t.Helper()
@@ -225,8 +200,9 @@ func openPortal(t testing.TB, a *API, key string, body map[string]any) string {
 // time budget with 10,000 attempts in the history; screenshots of each.
 func TestPortalInBrowser(t *testing.T) {
 	ctx := browser(t, 3*time.Minute)
-	base, data, natsURL := portalHerald(t)
-	admin := adminToken
+	data := t.TempDir()
+	_, base, natsAddr := startAllInOneBinary(t, data, "HERALD_ADMIN_TOKEN="+adminToken)
+	natsURL, admin := "nats://"+natsAddr, adminToken
 	a := newAPI(t, base)
 	tn := a.CreateTenant(t, admin, "Acme Blog")
 	for _, et := range []map[string]any{

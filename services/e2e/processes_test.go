@@ -48,24 +48,8 @@ func TestRolesAsProcesses(t *testing.T) {
 // generated admin token survive, and delivery goes on.
 func TestAllInOneBinaryRestart(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(binDir(t), "herald")
-	redisURL, prefix := testenv.Redis(t)
 	data := t.TempDir()
-	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	natsAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	p := testenv.StartProcess(t, "herald", []string{
-		"HERALD_DATA_DIR=" + data,
-		"HERALD_HTTP_ADDR=" + addr,
-		"HERALD_NATS_LISTEN=" + natsAddr,
-		"REDIS_URL=" + redisURL,
-		"HERALD_REDIS_PREFIX=" + prefix,
-		"HERALD_ADMIN_TOKEN=", // generated and kept in the data dir
-		"HERALD_RETRY_SCHEDULE=" + retrySchedule,
-		"HERALD_ACK_WAIT=" + ackWait.String(),
-		"HERALD_LOG_LEVEL=info",
-	}, bin)
-	base := "http://" + addr
-	p.WaitHTTP(base+"/readyz", 30*time.Second)
+	p, base, natsAddr := startAllInOneBinary(t, data, "HERALD_ADMIN_TOKEN=") // generated and kept in the data dir
 
 	tokenPath := filepath.Join(data, "admin-token")
 	token := readToken(t, tokenPath)
@@ -125,6 +109,30 @@ func TestAllInOneBinaryRestart(t *testing.T) {
 	if n := rcv.Delivered("before-restart"); n != 1 {
 		t.Errorf("event delivered before the graceful restart was delivered %d times", n)
 	}
+}
+
+// startAllInOneBinary starts the herald binary (the all-in-one, as make run
+// does) on free loopback ports with data dir data, the real Redis and the
+// suite's short retries, and waits until it is ready. env (NAME=value) is
+// added after the defaults, overriding them.
+func startAllInOneBinary(t testing.TB, data string, env ...string) (p *testenv.Process, base, natsAddr string) {
+	t.Helper()
+	redisURL, prefix := testenv.Redis(t)
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	natsAddr = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	p = testenv.StartProcess(t, "herald", append([]string{
+		"HERALD_DATA_DIR=" + data,
+		"HERALD_HTTP_ADDR=" + addr,
+		"HERALD_NATS_LISTEN=" + natsAddr,
+		"REDIS_URL=" + redisURL,
+		"HERALD_REDIS_PREFIX=" + prefix,
+		"HERALD_RETRY_SCHEDULE=" + retrySchedule,
+		"HERALD_ACK_WAIT=" + ackWait.String(),
+		"HERALD_LOG_LEVEL=info",
+	}, env...), filepath.Join(binDir(t), "herald"))
+	base = "http://" + addr
+	p.WaitHTTP(base+"/readyz", 30*time.Second)
+	return p, base, natsAddr
 }
 
 func readToken(t testing.TB, path string) string {

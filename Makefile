@@ -4,8 +4,9 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/heraldhq/herald/pkg/version.Version=$(VERSION)
 # pkg/internal/testenv is a module of its own (see its package doc), which
-# ./pkg/... does not reach.
-PKGS := ./pkg/... ./pkg/internal/testenv/... ./services/... ./proto/...
+# ./pkg/... does not reach; so is deploy (the tests of docker-compose.yml and
+# deploy/kubernetes, which keep the Kubernetes libraries out of pkg).
+PKGS := ./pkg/... ./pkg/internal/testenv/... ./services/... ./proto/... ./deploy/...
 BUF_VERSION := v1.50.0
 PROTOC_GEN_GO_VERSION := v1.36.12
 
@@ -60,7 +61,7 @@ test-deps:
 	fi
 
 vet:
-	@unformatted=$$(gofmt -l pkg services proto | grep -v '\.pb\.go$$'); \
+	@unformatted=$$(gofmt -l pkg services proto deploy | grep -v '\.pb\.go$$'); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 

@@ -200,7 +200,7 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.EncryptionKey }},
 	{env: "HERALD_ENCRYPTION_OLD_KEYS", zero: "none", secret: secret, doc: "earlier keys, still opening what they sealed",
 		field: func(c *Config) any { return &c.EncryptionOldKeys }},
-	{env: "HERALD_PORTAL_KEY", zero: "none", secret: secret, doc: "key signing webhooks portal sessions; herald generates one",
+	{env: "HERALD_PORTAL_KEY", zero: "none", secret: secret, roles: forAPI, doc: "key signing webhooks portal sessions; herald generates one",
 		field: func(c *Config) any { return &c.PortalKey }},
 	{env: "HERALD_PUBLIC_URL", zero: "each request's host", doc: "URL clients reach the API at, for portal links",
 		field: func(c *Config) any { return &c.PublicURL }},

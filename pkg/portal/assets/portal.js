@@ -105,13 +105,12 @@
     return data;
   }
 
-  // allEndpoints reads the listing, which masks secrets and header values:
-  // the portal never loads an endpoint's secret until "Reveal".
-  async function allEndpoints() {
+  // allPages reads every page of a listing (at most 2000 items).
+  async function allPages(path) {
     const out = [];
     let cursor = '';
     for (let i = 0; i < 20; i++) {
-      const p = await api('GET', '/v1/endpoints?limit=100' + (cursor ? '&cursor=' + encodeURIComponent(cursor) : ''));
+      const p = await api('GET', path + '?limit=100' + (cursor ? '&cursor=' + encodeURIComponent(cursor) : ''));
       out.push(...p.data);
       if (!p.next_cursor) break;
       cursor = p.next_cursor;
@@ -119,17 +118,10 @@
     return out;
   }
 
-  async function allEventTypes() {
-    const out = [];
-    let cursor = '';
-    for (let i = 0; i < 20; i++) {
-      const p = await api('GET', '/v1/event-types?limit=100' + (cursor ? '&cursor=' + encodeURIComponent(cursor) : ''));
-      out.push(...p.data);
-      if (!p.next_cursor) break;
-      cursor = p.next_cursor;
-    }
-    return out;
-  }
+  // allEndpoints reads the listing, which masks secrets and header values:
+  // the portal never loads an endpoint's secret until "Reveal".
+  const allEndpoints = () => allPages('/v1/endpoints');
+  const allEventTypes = () => allPages('/v1/event-types');
 
   function successRate(recent) {
     if (!recent) return '—';

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"reflect"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -61,12 +60,12 @@ func Object(b []byte, fields map[string]any) error {
 	case t[0] != '{':
 		return errors.New("a JSON object is expected")
 	}
-	values, err := members(b)
+	values, dup, err := members(b)
 	if err != nil {
 		return errors.New(describe(err))
 	}
-	if key, _, dup := duplicateKey(b, 1); dup {
-		return duplicateError(key, "")
+	if dup != nil {
+		return duplicateError(*dup, "")
 	}
 	keys := make([]string, 0, len(values))
 	for k := range values {
@@ -80,6 +79,10 @@ func Object(b []byte, fields map[string]any) error {
 		}
 		if raw, ok := dst.(*json.RawMessage); ok {
 			*raw = values[k]
+			continue
+		}
+		if str, ok := dst.(*string); ok && plainString(values[k]) {
+			*str = string(values[k][1 : len(values[k])-1])
 			continue
 		}
 		if key, at, dup := duplicateKey(values[k], 0); dup {
@@ -99,46 +102,93 @@ func Object(b []byte, fields map[string]any) error {
 	return nil
 }
 
-// members returns the members of the JSON object b, each value as sent.
-// encoding/json hands Unmarshal's input to UnmarshalJSON in place, so the
-// values are slices of b and a body of megabytes is not copied; should it
-// ever hand over a buffer of its own (which it could reuse), that is
-// noticed, and the values are copied instead.
-func members(b []byte) (map[string][]byte, error) {
-	var spans map[string]span
-	if err := json.Unmarshal(b, &spans); err != nil {
-		return nil, err
-	}
-	out := make(map[string][]byte, len(spans))
-	for k, v := range spans {
-		if !within(b, v) {
-			var copies map[string]json.RawMessage
-			if err := json.Unmarshal(b, &copies); err != nil {
-				return nil, err
-			}
-			clear(out)
-			for k, v := range copies {
-				out[k] = v
-			}
-			return out, nil
+// members returns the members of the JSON object b, each value as sent (a
+// slice of b, never a copy), and the first name that appears twice in it
+// (dup; nil when none does). b is checked once by json.Valid and then walked once,
+// without decoding: the values of a body of megabytes are neither copied
+// nor read twice. An invalid b gets encoding/json's own error, so the
+// error names the same byte as it always did.
+func members(b []byte) (out map[string][]byte, dup *string, err error) {
+	if !json.Valid(b) {
+		var v map[string]json.RawMessage
+		if err := json.Unmarshal(b, &v); err != nil {
+			return nil, nil, err
 		}
-		out[k] = v
+		return nil, nil, errors.New("invalid JSON") // not reached: Valid and Unmarshal agree
 	}
-	return out, nil
+	out = make(map[string][]byte, 4)
+	i := skipSpace(b, 0) + 1 // past '{'
+	for {
+		i = skipSpace(b, i)
+		if b[i] == '}' {
+			return out, dup, nil
+		}
+		end := skipString(b, i)
+		name := unquote(b[i:end])
+		i = skipSpace(b, end) + 1 // past ':'
+		start := skipSpace(b, i)
+		i = skipValue(b, start)
+		if _, seen := out[name]; seen && dup == nil {
+			dup = &name
+		}
+		out[name] = b[start:i:i]
+		if i = skipSpace(b, i); b[i] == ',' {
+			i++
+		}
+	}
 }
 
-// span is a JSON value as encoding/json hands it to UnmarshalJSON.
-type span []byte
+// plainString reports whether v, a valid JSON value, is a string without
+// escapes, whose bytes between the quotes are then its value.
+func plainString(v []byte) bool {
+	return len(v) >= 2 && v[0] == '"' && bytes.IndexByte(v, '\\') < 0
+}
 
-func (s *span) UnmarshalJSON(p []byte) error { *s = p; return nil }
-
-// within reports whether p lies in b's memory.
-func within(b, p []byte) bool {
-	if len(p) == 0 || len(b) == 0 {
-		return false
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
 	}
-	bp, pp := reflect.ValueOf(b).Pointer(), reflect.ValueOf(p).Pointer()
-	return pp >= bp && pp+uintptr(len(p)) <= bp+uintptr(len(b))
+	return i
+}
+
+// skipString returns the index just past the string starting at b[i]
+// ('"'), which is valid JSON.
+func skipString(b []byte, i int) int {
+	for i++; ; i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+}
+
+// skipValue returns the index just past the valid JSON value starting at
+// b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; ; i++ {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+	}
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\r' && b[i] != '\n' {
+		i++
+	}
+	return i
 }
 
 func describe(err error) string {

@@ -6,6 +6,7 @@ require (
 	github.com/chromedp/cdproto v0.160.1
 	github.com/chromedp/chromedp v0.23.1
 	github.com/getkin/kin-openapi v0.153.0
+	github.com/google/pprof v0.0.0-20260402051712-545e8a4df936
 	github.com/heraldhq/herald/internal/testenv v0.0.0
 	github.com/heraldhq/herald/pkg v0.0.0
 	github.com/heraldhq/herald/proto v0.0.0

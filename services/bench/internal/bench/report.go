@@ -313,6 +313,9 @@ func PrintTable(w io.Writer, runs []RunResult) {
 		}
 		fmt.Fprintf(w, "  %-10s %-10s %s\n", r.Scenario, r.Deployment, procLine(r.Main.Processes))
 		fmt.Fprintf(w, "  %-10s %-10s %s\n", "", "", costLine(r))
+		if l := stageLine(r.Main.StageMicros); l != "" {
+			fmt.Fprintf(w, "  %-10s %-10s %s\n", "", "", l)
+		}
 	}
 	if goals := Goals(runs); len(goals) > 0 {
 		fmt.Fprintln(w)
@@ -359,14 +362,14 @@ func ledgerWord(r RunResult, ph *PhaseResult) string {
 
 // costLine is the CPU per delivery beside the baseline's per request.
 func costLine(r RunResult) string {
-	return fmt.Sprintf("CPU per delivery: deployment %.0f µs + bench %.0f µs (baseline: %.0f µs per request)",
+	return fmt.Sprintf("CPU per delivery: deployment %.0f µs in total + bench %.0f µs (baseline: %.0f µs per request)",
 		r.Main.DeployCPUMicros, r.Main.BenchCPUMicros, r.Baseline.CPUMicrosPerRequest)
 }
 
 func procLine(ps []ProcFigures) string {
 	var parts []string
 	for _, p := range ps {
-		parts = append(parts, fmt.Sprintf("%s %.1fs (%.0f%%) %.0f MiB", p.Name, p.CPUSeconds, p.CPUPercent, p.PeakRSSMiB))
+		parts = append(parts, fmt.Sprintf("%s %.1fs (%.0f%%, %.0f µs/delivery) %.0f MiB", p.Name, p.CPUSeconds, p.CPUPercent, p.CPUMicros, p.PeakRSSMiB))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -404,6 +407,10 @@ func Markdown(runs []RunResult, m Machine, command, date, resultsRel string, sce
 		if r.Error == "" {
 			fmt.Fprintf(&b, "| %s | %s | %s; %s |\n", r.Scenario, r.Deployment, procLine(r.Main.Processes), costLine(r))
 		}
+	}
+	if stageTable := stageMarkdown(runs); stageTable != "" {
+		b.WriteString("\nWhere the deployment's CPU per delivery goes, by stage, from CPU profiles of the Herald processes (nats-server and redis-server count whole as nats and redis), µs per delivery:\n\n")
+		b.WriteString(stageTable)
 	}
 	if goals := Goals(runs); len(goals) > 0 {
 		b.WriteString("\nGoals (reported, not asserted):\n\n| goal | actual | met |\n|---|---|---|\n")
@@ -452,4 +459,25 @@ func UpdateDoc(path, section string) error {
 	out.WriteString("\n" + section)
 	out.Write(b[j:])
 	return writeAtomic(path, out.Bytes())
+}
+
+// stageMarkdown is the table of the runs' CPU per delivery by stage; ""
+// when no run was profiled.
+func stageMarkdown(runs []RunResult) string {
+	var b strings.Builder
+	for _, r := range runs {
+		m := r.Main.StageMicros
+		if r.Error != "" || len(m) == 0 {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("| scenario | deployment | " + strings.Join(Stages, " | ") + " | total |\n|---|---|" + strings.Repeat("--:|", len(Stages)+1) + "\n")
+		}
+		fmt.Fprintf(&b, "| %s | %s |", r.Scenario, r.Deployment)
+		for _, s := range Stages {
+			fmt.Fprintf(&b, " %.0f |", m[s])
+		}
+		fmt.Fprintf(&b, " %.0f |\n", r.Main.DeployCPUMicros)
+	}
+	return b.String()
 }

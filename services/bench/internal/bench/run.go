@@ -66,6 +66,8 @@ type ProcFigures struct {
 	CPUSeconds float64 `json:"cpu_s"`
 	CPUPercent float64 `json:"cpu_percent"` // of one core, over the phase
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// CPUMicros is the process's CPU per delivery of the phase.
+	CPUMicros float64 `json:"cpu_us_per_delivery,omitempty"`
 }
 
 // SizeFigures are the events of one size class.
@@ -94,12 +96,16 @@ type PhaseResult struct {
 	Processes []ProcFigures `json:"processes"`
 	// DeployCPUMicros is the CPU of every process of the deployment (Herald,
 	// NATS, Redis) per delivery; BenchCPUMicros the bench process's.
-	DeployCPUMicros float64       `json:"deployment_cpu_us_per_delivery,omitempty"`
-	BenchCPUMicros  float64       `json:"bench_cpu_us_per_delivery,omitempty"`
-	WallSeconds     float64       `json:"wall_s"` // load start to the last delivery or cut-off
-	BucketSeconds   float64       `json:"bucket_s"`
-	Series          []Point       `json:"series"`
-	BySize          []SizeFigures `json:"by_size,omitempty"`
+	DeployCPUMicros float64 `json:"deployment_cpu_us_per_delivery,omitempty"`
+	BenchCPUMicros  float64 `json:"bench_cpu_us_per_delivery,omitempty"`
+	// StageMicros splits DeployCPUMicros by stage (see Stages), when the
+	// Herald processes were profiled: each Herald process's CPU by its
+	// profile's shares, nats-server's and redis-server's whole.
+	StageMicros   map[string]float64 `json:"stage_cpu_us_per_delivery,omitempty"`
+	WallSeconds   float64            `json:"wall_s"` // load start to the last delivery or cut-off
+	BucketSeconds float64            `json:"bucket_s"`
+	Series        []Point            `json:"series"`
+	BySize        []SizeFigures      `json:"by_size,omitempty"`
 	// Traffic is what the phase cost Redis and NATS (separate deployment).
 	Traffic  *Traffic `json:"traffic,omitempty"`
 	Profiles []string `json:"profiles,omitempty"`
@@ -549,6 +555,7 @@ func runPhase(ctx context.Context, o Options, sc Scenario, st *Stack, sink *Sink
 		go func() { during <- o.During(ctx, st, sink, prefix) }()
 	}
 	var profWG sync.WaitGroup
+	profiles := map[string]string{} // process name -> its CPU profile
 	if o.PprofDir != "" {
 		secs := int(math.Ceil(sc.Duration.Seconds()))
 		for _, p := range st.Procs {
@@ -557,6 +564,7 @@ func runPhase(ctx context.Context, o Options, sc Scenario, st *Stack, sink *Sink
 			}
 			path := filepath.Join(o.PprofDir, fmt.Sprintf("%s-%s-%s-%s.pprof", sc.Name, st.Deployment, ph.name, p.Name))
 			pr.Profiles = append(pr.Profiles, path)
+			profiles[p.Name] = path
 			profWG.Go(func() { _ = fetchProfile(ctx, p.PprofAddr, secs, path) })
 		}
 	}
@@ -643,18 +651,22 @@ func runPhase(ctx context.Context, o Options, sc Scenario, st *Stack, sink *Sink
 	}
 	if d := float64(an.Report.Delivered); d > 0 {
 		var cpu float64
-		for _, p := range pr.Processes {
+		for i, p := range pr.Processes {
 			cpu += p.CPUSeconds
+			pr.Processes[i].CPUMicros = math.Round(p.CPUSeconds * 1e6 / d)
 		}
 		pr.DeployCPUMicros = math.Round(cpu * 1e6 / d)
+		if o.PprofDir != "" {
+			pr.StageMicros = stageMicros(pr.Processes, profiles)
+		}
 	}
 	if self1, ok := ReadProc(os.Getpid()); ok {
 		cpu := self1.CPUSeconds - self0.CPUSeconds
 		if d := float64(an.Report.Delivered); d > 0 {
 			pr.BenchCPUMicros = math.Round(cpu * 1e6 / d)
 		}
-		pr.Processes = append(pr.Processes, ProcFigures{Name: "bench (load generator + sink)", CPUSeconds: round2(cpu),
-			CPUPercent: round2(100 * cpu / phaseWall), PeakRSSMiB: round2(float64(self1.PeakRSS) / mib)})
+		pr.Processes = append(pr.Processes, ProcFigures{Name: BenchProc, CPUSeconds: round2(cpu),
+			CPUPercent: round2(100 * cpu / phaseWall), PeakRSSMiB: round2(float64(self1.PeakRSS) / mib), CPUMicros: pr.BenchCPUMicros})
 	}
 	if len(sc.Sizes) > 1 {
 		for i, c := range sc.Sizes {

@@ -62,6 +62,7 @@ type Projector struct {
 	ready   chan struct{}
 	once    sync.Once
 	down    atomic.Bool
+	decoded *router.Decoded
 }
 
 // ProjectorOption configures a Projector.
@@ -76,6 +77,10 @@ func WithBatch(n int) ProjectorOption { return func(p *Projector) { p.batch = ma
 // WithMarkerCheck sets how often an idle projector checks that the index
 // was not lost.
 func WithMarkerCheck(d time.Duration) ProjectorOption { return func(p *Projector) { p.check = d } }
+
+// WithDecoded shares decoded producers' events with the router of this
+// process, so that each is decoded once (see router.Decoded).
+func WithDecoded(d *router.Decoded) ProjectorOption { return func(p *Projector) { p.decoded = d } }
 
 // NewProjector returns a projector writing to idx.
 func NewProjector(js jetstream.JetStream, idx Index, opts ...ProjectorOption) *Projector {
@@ -248,7 +253,7 @@ func (p *Projector) consume(ctx context.Context, stream string) error {
 func (p *Projector) write(ctx context.Context, stream string, msgs []jetstream.Msg) error {
 	var b Batch
 	for _, m := range msgs {
-		decode(stream, m, &b)
+		p.decode(stream, m, &b)
 	}
 	delay := 100 * time.Millisecond
 	lastProgress := time.Now()
@@ -290,7 +295,7 @@ func (p *Projector) write(ctx context.Context, stream string, msgs []jetstream.M
 	}
 }
 
-func decode(stream string, m jetstream.Msg, b *Batch) {
+func (p *Projector) decode(stream string, m jetstream.Msg, b *Batch) {
 	switch stream {
 	case bus.StreamAttempts:
 		a := &heraldv1.Attempt{}
@@ -307,7 +312,7 @@ func decode(stream string, m jetstream.Msg, b *Batch) {
 			b.DeadLetters = append(b.DeadLetters, TenantDeadLetter{Tenant: tenant, DeadLetter: v})
 		}
 	case bus.StreamEvents:
-		ev, err := DecodeEvent(m)
+		ev, err := decodeEvent(m, p.decoded)
 		meta, merr := m.Metadata()
 		if err != nil || merr != nil {
 			return
@@ -321,7 +326,11 @@ func decode(stream string, m jetstream.Msg, b *Batch) {
 
 // DecodeEvent reads a message of EVENTS as the router does: protobuf when
 // Herald stored it (Herald-Encoding: proto), else a producer's JSON.
-func DecodeEvent(m jetstream.Msg) (*heraldv1.Event, error) {
+func DecodeEvent(m jetstream.Msg) (*heraldv1.Event, error) { return decodeEvent(m, nil) }
+
+// decodeEvent is DecodeEvent taking a producer's event that the router of
+// this process decoded already from d (nil: none).
+func decodeEvent(m jetstream.Msg, d *router.Decoded) (*heraldv1.Event, error) {
 	if m.Headers().Get(bus.HeaderEncoding) == bus.EncodingProto {
 		ev := &heraldv1.Event{}
 		if err := proto.Unmarshal(m.Data(), ev); err != nil {
@@ -329,7 +338,7 @@ func DecodeEvent(m jetstream.Msg) (*heraldv1.Event, error) {
 		}
 		return ev, nil
 	}
-	return router.FromNATS(m)
+	return d.FromNATS(m)
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -76,6 +76,7 @@ type Router struct {
 	ready    chan struct{}
 	once     sync.Once
 	floors   floors // recent ack floors, for Reroute
+	decoded  *Decoded
 
 	// beforeAck, in tests, runs after an event's jobs are stored and before
 	// the event is acked: the window a crash test aims at.
@@ -105,6 +106,10 @@ func WithPayloads(p Payloads) Option { return func(r *Router) { r.payloads = p }
 // starting one, and carries its context in every job's headers to the
 // senders (package trace).
 func WithTracer(t *trace.Tracer) Option { return func(r *Router) { r.tracer = t } }
+
+// WithDecoded shares decoded producers' events with the history
+// projection of this process (see Decoded).
+func WithDecoded(d *Decoded) Option { return func(r *Router) { r.decoded = d } }
 
 // DefaultWorkers is how many events one router process routes at once
 // (HERALD_ROUTER_WORKERS).
@@ -255,7 +260,7 @@ func (r *Router) decode(msg jetstream.Msg) (*heraldv1.Event, error) {
 		}
 		return ev, nil
 	}
-	return FromNATS(msg)
+	return r.decoded.FromNATS(msg)
 }
 
 // FromNATS builds an event from a producer's JSON published on

@@ -48,8 +48,9 @@ func (b *base) keeperPart() part {
 // attempt history, the router role also projects it. If DELIVERIES is
 // lost, the router routes again what it may have held.
 func (b *base) routerRole() []part {
+	decoded := router.NewDecoded() // each producer's JSON event decoded once for router and history
 	r := router.New(b.js, b.cache, router.WithLogger(b.component("router")), router.WithWorkers(b.cfg.RouterWorkers),
-		router.WithAckWait(b.cfg.AckWait), router.WithPayloads(b.payloads), router.WithTracer(b.tracer))
+		router.WithAckWait(b.cfg.AckWait), router.WithPayloads(b.payloads), router.WithTracer(b.tracer), router.WithDecoded(decoded))
 	b.keeper.onDeliveriesLost(func(ctx context.Context, since time.Time) {
 		if _, err := r.Reroute(ctx, since); err != nil {
 			b.log.Error().Err(err).Msg("events not routed again after DELIVERIES was lost")
@@ -57,7 +58,7 @@ func (b *base) routerRole() []part {
 	})
 	parts := []part{{name: "router", run: r.Run, ready: r.Ready()}}
 	if b.hidx != nil {
-		p := history.NewProjector(b.js, b.hidx, history.WithLogger(b.component("history")))
+		p := history.NewProjector(b.js, b.hidx, history.WithLogger(b.component("history")), history.WithDecoded(decoded))
 		parts = append(parts, part{name: "history", run: p.Run, ready: p.Ready()})
 	}
 	return parts

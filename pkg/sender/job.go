@@ -523,13 +523,17 @@ func (s *Sender) keepAlive(msg jetstream.Msg, timeout time.Duration) (stop func(
 }
 
 // record stores an attempt in ATTEMPTS without waiting: the history must
-// never slow sending.
+// never slow sending. It is a plain NATS publish, which the stream stores
+// all the same, without asking for JetStream's ack: nobody waited for that
+// ack (a record lost with its process was always lost), and asking for it
+// cost an ack message, a reply subscription's work and a pending future
+// per attempt.
 func (s *Sender) record(rec *heraldv1.Attempt) {
 	b, err := proto.Marshal(rec)
 	if err != nil {
 		return
 	}
-	if _, err := s.js.PublishMsgAsync(&nats.Msg{Subject: bus.AttemptSubject(rec.TenantId, rec.EndpointId), Data: b}); err != nil {
+	if err := s.js.Conn().PublishMsg(&nats.Msg{Subject: bus.AttemptSubject(rec.TenantId, rec.EndpointId), Data: b}); err != nil {
 		s.log.Debug().Err(err).Msg("attempt record not stored")
 	}
 }

@@ -239,7 +239,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, ready func(Info)) 
 	_ = srv.Shutdown(shutdownCtx) // intake stops first: nothing new is accepted
 	stop()                        // routers and senders finish what they hold
 	wg.Wait()
-	select { // async publishes (attempt records) still in flight
+	select { // async publishes still in flight (attempt records are plain publishes, which Drain flushes)
 	case <-b.js.PublishAsyncComplete():
 	case <-shutdownCtx.Done():
 	}

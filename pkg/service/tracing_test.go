@@ -3,7 +3,9 @@ package service_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -13,6 +15,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	oteltrace "go.opentelemetry.io/otel/trace"
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/retry"
@@ -213,4 +217,64 @@ func attr(s sdktrace.ReadOnlySpan, key string) attribute.Value {
 		}
 	}
 	return attribute.Value{}
+}
+
+// With OTEL_TRACES_EXPORTER=otlp, Herald sends its spans over OTLP
+// (http/protobuf) to OTEL_EXPORTER_OTLP_ENDPOINT's /v1/traces, named by
+// the binary it runs as.
+func TestTracesExportedOverOTLP(t *testing.T) {
+	got := make(chan *collectortrace.ExportTraceServiceRequest, 16)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		req := &collectortrace.ExportTraceServiceRequest{}
+		if r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/x-protobuf" || proto.Unmarshal(b, req) != nil {
+			t.Errorf("collector got %s %s (%s), not an OTLP trace export", r.Method, r.URL.Path, r.Header.Get("Content-Type"))
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		select {
+		case got <- req:
+		default: // the test has what it needs; later batches (at the stop) are dropped
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(collector.Close)                 // after Herald stopped: it sends what it holds as it stops
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100") // ms: the SDK's batch delay, 5 s by default
+	redisURL, prefix := testenv.Redis(t)
+	info := runInfo(t, service.Config{
+		Roles:   service.Roles{API: true, Router: true, Sender: true},
+		NATSURL: testenv.NATS(t), RedisURL: redisURL, RedisPrefix: prefix, HTTPAddr: "127.0.0.1:0",
+		AdminToken: testAdmin, EncryptionKey: testEncryptionKey, LogLevel: "warn",
+		Tracing: service.Tracing{Exporter: "otlp", Endpoint: collector.URL},
+	})
+	base := "http://" + info.HTTPAddr
+	tn := mustCall(t, 201, "POST", base+"/v1/tenants", testAdmin, map[string]any{"name": "exported"})
+	mustCall(t, 202, "POST", base+"/v1/events", tn["api_key"].(string), map[string]any{"type": "post.published", "id": "exported-1", "data": map[string]any{}})
+
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case req := <-got:
+			for _, rs := range req.ResourceSpans {
+				service := ""
+				for _, a := range rs.Resource.GetAttributes() {
+					if a.Key == "service.name" {
+						service = a.Value.GetStringValue()
+					}
+				}
+				for _, ss := range rs.ScopeSpans {
+					for _, s := range ss.Spans {
+						if s.Name == trace.SpanIngest {
+							if service != "herald" {
+								t.Errorf("service.name %q, want herald (the all-in-one's binary)", service)
+							}
+							return
+						}
+					}
+				}
+			}
+		case <-deadline:
+			t.Fatal("no herald.ingest span reached the collector within 20 s")
+		}
+	}
 }

@@ -6,38 +6,9 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-)
 
-// sample is the value of one counter, or the sample count of one
-// histogram, from the process's registry; 0 when the series is absent.
-func sample(t *testing.T, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) != len(labels) {
-				continue
-			}
-			for _, l := range m.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
-					continue series
-				}
-			}
-			if h := m.GetHistogram(); h != nil {
-				return float64(h.GetSampleCount())
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
-}
+	"github.com/heraldhq/herald/internal/testenv"
+)
 
 // The API counts requests by route pattern, method and status, and times
 // them by route and method: ids in paths never become labels.
@@ -54,10 +25,10 @@ func TestHTTPMetrics(t *testing.T) {
 		{"unmatched", "PUT", "405"}:          1,
 	}
 	counter := func(s series) float64 {
-		return sample(t, "herald_http_requests_total", map[string]string{"route": s.route, "method": s.method, "status": s.status})
+		return testenv.Metric(t, "herald_http_requests_total", "route", s.route, "method", s.method, "status", s.status)
 	}
 	timer := func(route, method string) float64 {
-		return sample(t, "herald_http_request_duration_seconds", map[string]string{"route": route, "method": method})
+		return testenv.Metric(t, "herald_http_request_duration_seconds", "route", route, "method", method)
 	}
 	before := map[series]float64{}
 	for s := range want {

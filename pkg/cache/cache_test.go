@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/heraldhq/herald/internal/testenv"
@@ -106,44 +105,11 @@ func (f fixture) nameVia(t *testing.T, c *cache.Cache) string {
 	return e.Name
 }
 
-// metric reads a gauge or counter from the default registry.
-func metric(t *testing.T, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			if g := m.GetGauge(); g != nil {
-				return g.GetValue()
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
-}
-
 func layer(t *testing.T, l string) float64 {
-	return metric(t, "herald_cache_lookups_total", "layer", l)
+	return testenv.Metric(t, "herald_cache_lookups_total", "layer", l)
 }
 
-func redisUp(t *testing.T) float64 { return metric(t, "herald_cache_redis_up") }
+func redisUp(t *testing.T) float64 { return testenv.Metric(t, "herald_cache_redis_up") }
 
 func TestEndpointsServed(t *testing.T) {
 	st := openStore(t)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/testenv"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 )
@@ -439,36 +438,12 @@ func oneProbe(t *testing.T, ls []*Limiter, ep string, ttl time.Duration) Permit 
 	return probes[0]
 }
 
-func gather(t *testing.T, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && lp.GetValue() == value {
-					if m.GetCounter() != nil {
-						return m.GetCounter().GetValue()
-					}
-					return m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return 0
-}
-
 func delayedCount(t *testing.T, reason string) float64 {
-	return gather(t, "herald_limit_delayed_total", "reason", reason)
+	return testenv.Metric(t, "herald_limit_delayed_total", "reason", reason)
 }
 
 func breakerGauge(t *testing.T, state string) float64 {
-	return gather(t, "herald_breaker_state", "state", state)
+	return testenv.Metric(t, "herald_breaker_state", "state", state)
 }
 
 // syncBuffer collects log lines from many goroutines.

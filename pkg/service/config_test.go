@@ -406,3 +406,63 @@ func TestPprofAddr(t *testing.T) {
 		t.Error("pprof still served after stop")
 	}
 }
+
+// The OTEL_* settings: off by default, every value that cannot work
+// refused with its variable named, and the service name of each binary.
+func TestTracingSettings(t *testing.T) {
+	clearEnv(t)
+	c, err := FromEnv(Config{})
+	if err != nil || c.Tracing.Exporter != "none" {
+		t.Fatalf("default exporter %q (%v), want none", c.Tracing.Exporter, err)
+	}
+	if tr, _, err := openTracer(t.Context(), c); tr.On() || err != nil {
+		t.Fatalf("tracing on by default (%v)", err)
+	}
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")
+	t.Setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+	t.Setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+	c, err = FromEnv(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, flush, err := openTracer(t.Context(), c)
+	if err != nil || !tr.On() {
+		t.Fatalf("otlp over grpc: on %v, %v", tr.On(), err)
+	}
+	flush()
+
+	for env, bad := range map[string]string{
+		"OTEL_TRACES_EXPORTER":               "jaeger",
+		"OTEL_EXPORTER_OTLP_PROTOCOL":        "http/json",
+		"OTEL_EXPORTER_OTLP_ENDPOINT":        "collector:4318",
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "ftp://collector/v1/traces",
+		"OTEL_TRACES_SAMPLER":                "xray",
+		"OTEL_TRACES_SAMPLER_ARG":            "1.5",
+	} {
+		clearEnv(t)
+		t.Setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+		t.Setenv(env, bad)
+		if _, err := FromEnv(Config{}); err == nil || !strings.Contains(err.Error(), env+"=") {
+			t.Errorf("%s=%s: %v, want a refusal naming it", env, bad, err)
+		}
+	}
+
+	for _, c := range []struct {
+		roles Roles
+		want  string
+	}{
+		{Roles{API: true, Router: true, Sender: true}, "herald"},
+		{Roles{API: true}, "herald-ingest"},
+		{Roles{Router: true}, "herald-router"},
+		{Roles{Sender: true}, "herald-sender"},
+	} {
+		if got := serviceName(Tracing{}, c.roles); got != c.want {
+			t.Errorf("service name of %+v: %q, want %q", c.roles, got, c.want)
+		}
+	}
+	if got := serviceName(Tracing{ServiceName: "webhooks"}, Roles{Sender: true}); got != "webhooks" {
+		t.Errorf("OTEL_SERVICE_NAME lost: %q", got)
+	}
+}

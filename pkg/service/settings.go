@@ -222,7 +222,7 @@ var settings = []setting{
 		field: func(c *Config) any { return &c.Tracing.Exporter }},
 	{env: "OTEL_EXPORTER_OTLP_PROTOCOL", def: otlpHTTP, doc: "http/protobuf or grpc",
 		field: func(c *Config) any { return &c.Tracing.Protocol }},
-	{env: "OTEL_EXPORTER_OTLP_ENDPOINT", zero: "the SDK's, localhost:4318 or :4317", secret: credentialsInURL, doc: "collector base URL (http/protobuf adds /v1/traces)",
+	{env: "OTEL_EXPORTER_OTLP_ENDPOINT", zero: "SDK default", secret: credentialsInURL, doc: "collector base URL (http/protobuf adds /v1/traces)",
 		field: func(c *Config) any { return &c.Tracing.Endpoint }},
 	{env: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", zero: "none", secret: credentialsInURL, doc: "collector URL for traces, as is; wins over the base URL",
 		field: func(c *Config) any { return &c.Tracing.TracesEndpoint }},

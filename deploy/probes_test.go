@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/heraldhq/herald/internal/testenv"
+	"github.com/heraldhq/herald/pkg/natsauth"
 )
 
 func TestMain(m *testing.M) {
@@ -88,6 +89,44 @@ func kubeProbes(t *testing.T) map[string][]probe {
 	return out
 }
 
+// natsProbes are the NATS StatefulSet's HTTP probes; each must ask the
+// port where nats.conf serves monitoring (http_port).
+func natsProbes(t *testing.T) []probe {
+	t.Helper()
+	seed, _ := natsauth.NewIssuer()
+	kp, _ := natsauth.ParseIssuer(seed)
+	issuer, _ := kp.PublicKey()
+	o := natsOptions(t, kube+"/base/nats/nats.conf", issuer)
+	var out []probe
+	for _, m := range decodeAll(t, "production", render(t, renderings(t)["production"])) {
+		ss, ok := m.obj.(*appsv1.StatefulSet)
+		if !ok {
+			continue
+		}
+		c := ss.Spec.Template.Spec.Containers[0]
+		for kind, p := range map[string]*corev1.Probe{"startup": c.StartupProbe, "readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+			if p == nil || p.HTTPGet == nil {
+				t.Errorf("NATS has no HTTP %s probe", kind)
+				continue
+			}
+			port := p.HTTPGet.Port.String()
+			for _, cp := range c.Ports {
+				if cp.Name == port {
+					port = strconv.Itoa(int(cp.ContainerPort))
+				}
+			}
+			if port != strconv.Itoa(o.HTTPPort) {
+				t.Errorf("NATS's %s probe asks port %s; nats.conf serves monitoring on %d", kind, port, o.HTTPPort)
+			}
+			out = append(out, probe{kind, p.HTTPGet.Path})
+		}
+	}
+	if len(out) != 3 {
+		t.Fatalf("%d NATS probes, want 3", len(out))
+	}
+	return out
+}
+
 // Each role started as a process with compose's settings (hosts replaced
 // by this machine's), against a nats-server on deploy/nats/nats.conf and a
 // redis-server: every probe the Kubernetes manifests name answers 200 on
@@ -96,6 +135,7 @@ func kubeProbes(t *testing.T) map[string][]probe {
 func TestRolesServeTheirProbes(t *testing.T) {
 	bins := testenv.HeraldBinaries(t, false)
 	probes := kubeProbes(t)
+	natsProbes := natsProbes(t)
 	dotenv := composeEnv(t)
 	for _, kv := range dotenv { // nats-server reads the credentials from its environment
 		k, v, _ := strings.Cut(kv, "=")
@@ -105,7 +145,8 @@ func TestRolesServeTheirProbes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := testenv.NATSProcess(t, "-c", natsConf, "-m", strconv.Itoa(testenv.FreePort(t)))
+	monitor := strconv.Itoa(testenv.FreePort(t))
+	ns := testenv.NATSProcess(t, "-c", natsConf, "-m", monitor)
 	for _, kv := range dotenv { // the roles get compose's environment, not .env's
 		k, _, _ := strings.Cut(kv, "=")
 		os.Unsetenv(k)
@@ -161,6 +202,18 @@ func TestRolesServeTheirProbes(t *testing.T) {
 		}
 		if err := healthcheck(r); err != nil {
 			t.Errorf("%s: compose's healthcheck %v failed on a ready process: %v", r.name, r.hc, err)
+		}
+	}
+
+	// NATS's own probes (the StatefulSet's) answer on its monitoring port.
+	for _, pr := range natsProbes {
+		resp, err := http.Get("http://127.0.0.1:" + monitor + pr.path)
+		if err != nil {
+			t.Fatalf("nats-server: %s probe %s: %v", pr.kind, pr.path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("nats-server: %s probe %s answered %d", pr.kind, pr.path, resp.StatusCode)
 		}
 	}
 

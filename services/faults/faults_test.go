@@ -165,30 +165,50 @@ func TestFaultNATSKill(t *testing.T) {
 	})
 }
 
-// TestFaultRedisRestartEmpty stops Redis under load. Every role works
-// without it (the cache reads the store, limits hold per process), so every
-// service stays ready, reporting Redis as degraded in /readyz: a Redis blip
-// must not take the ingest pods out of their Service.
-func TestFaultRedisRestartEmpty(t *testing.T) {
-	s := startStack(t, stackOptions{ownRedis: true})
-	r := begin(t, s)
+// stopRedis starts an outage of Redis, which no role needs to work (the
+// cache reads the store, limits hold per process): it stops s.Redis and
+// waits until every service stays ready and reports Redis degraded in
+// /readyz, returning how long that took. A Redis blip must not take the
+// ingest pods out of their Service.
+func (r *run) stopRedis() (down time.Duration) {
+	r.t.Helper()
 	r.fault("stop redis-server")
-	s.Redis.Stop()
+	r.s.Redis.Stop()
 	degraded := func(st int, c map[string]string) bool {
 		return st == http.StatusOK && strings.HasPrefix(c["redis"], "degraded: ")
 	}
-	down := s.waitReadyzWith(t, s.Services(), 10*time.Second, degraded, "want 200 with redis degraded")
+	return r.s.waitReadyzWith(r.t, r.s.Services(), 10*time.Second, degraded, "want 200 with redis degraded")
+}
+
+// startRedis ends the outage stopRedis began, with no persistence: Redis
+// comes back empty, a flushed cache. It waits until every service reports
+// Redis ok, and notes how long the services took to notice the stop (down)
+// and the start; also, when not empty, is what else the row saw.
+func (r *run) startRedis(down time.Duration, also string) {
+	r.t.Helper()
+	r.s.Redis.Start()
+	r.repaired(r.s.Redis)
+	up := r.s.waitReadyzWith(r.t, r.s.Services(), 30*time.Second, func(st int, c map[string]string) bool { return st == http.StatusOK && c["redis"] == "ok" },
+		"want 200 with redis ok")
+	note := fmt.Sprintf("every service stayed ready (/readyz 200) and reported Redis degraded within %s of the stop and ok within %s of the start",
+		down.Round(10*time.Millisecond), up.Round(10*time.Millisecond))
+	if also != "" {
+		note += "; " + also
+	}
+	r.note("%s", note)
+}
+
+// TestFaultRedisRestartEmpty stops Redis under load: deliveries go on, and
+// every service stays ready.
+func TestFaultRedisRestartEmpty(t *testing.T) {
+	s := startStack(t, stackOptions{ownRedis: true})
+	r := begin(t, s)
+	down := r.stopRedis()
 	before := r.rcv.Delivered("ok")
 	testenv.Eventually(t, outage, func() bool { return r.rcv.Delivered("ok") >= before+r.rate/2 },
 		"deliveries stopped while Redis was down")
 	hold(outage - time.Since(r.faultAt))
-	// No persistence: Redis comes back empty, a flushed cache.
-	s.Redis.Start()
-	r.repaired(s.Redis)
-	up := s.waitReadyzWith(t, s.Services(), 30*time.Second, func(st int, c map[string]string) bool { return st == http.StatusOK && c["redis"] == "ok" },
-		"want 200 with redis ok")
-	r.note("every service stayed ready (/readyz 200) and reported Redis degraded within %s of the stop and ok within %s of the start; deliveries went on meanwhile",
-		down.Round(10*time.Millisecond), up.Round(10*time.Millisecond))
+	r.startRedis(down, "deliveries went on meanwhile")
 	// None expected: Redis holds the endpoint cache, the shared limits and
 	// the history index, never a job or an attempt count.
 	r.finish("Redis stop, start empty after 4s", allowance{})
@@ -236,13 +256,13 @@ func TestFaultRedisDownAtTheCap(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() bool { return refused() >= start+capRate/2 },
 		"herald_sender_delayed_total{reason=\"concurrency\"} did not rise with the healthy endpoint at %s and %d events/s", capLatency, capRate)
 	atStop := refused()
-	down := r.stopDependency("redis-server", s.Redis, false)
+	down := r.stopRedis()
 	hold(redisOutage - down)
 	during := refused()
 	if during <= atStop {
 		t.Errorf("herald_sender_delayed_total{reason=\"concurrency\"} stayed at %v while Redis was down: the cap refused nothing", during)
 	}
-	r.restartDependency(s.Redis, down, fmt.Sprintf("the cap refused %.0f jobs before Redis went down and %.0f while it was down (herald_sender_delayed_total{reason=\"concurrency\"})",
+	r.startRedis(down, fmt.Sprintf("the cap refused %.0f jobs before Redis went down and %.0f while it was down (herald_sender_delayed_total{reason=\"concurrency\"})",
 		atStop-start, during-atStop))
 	r.rcv.SetEndpointLatency("ok", 0)
 	r.finish("Redis down 10s while the cap (10) refuses; start empty", allowance{})

@@ -104,10 +104,6 @@ type endpointState struct {
 	queued atomic.Int64
 	// used is the unix ns of the last request started, for sweep.
 	used atomic.Int64
-	// full is the unix ns at which the limiter last refused this
-	// endpoint for its cap, 0 once a request of this process ended since
-	// (see sharedFull).
-	full atomic.Int64
 }
 
 func (l *endpoints) get(endpoint string) *endpointState {
@@ -150,7 +146,6 @@ func (l *endpoints) sweep(idleSince time.Time) (forgotten int) {
 // job waiting for a slot, if any.
 func (l *endpoints) end(endpoint string, started time.Time) {
 	e := l.get(endpoint)
-	e.full.Store(0)
 	e.inFlight.Add(-1)
 	e.observe(time.Since(started))
 	if e.waiting.Load() > 0 {
@@ -159,29 +154,6 @@ func (l *endpoints) end(endpoint string, started time.Time) {
 		default:
 		}
 	}
-}
-
-// markFull notes that the limiter refused endpoint for its cap: the
-// other replicas hold the slots this process does not.
-func (l *endpoints) markFull(endpoint string, now time.Time) {
-	l.get(endpoint).full.Store(now.UnixNano())
-}
-
-// sharedFull reports whether the limiter found endpoint's cap full since
-// the last of this process's requests to it ended, within one average
-// slot time (at least a millisecond) and while this process has requests
-// to it in flight. Asking the limiter again then would only be refused
-// again: with several replicas sharing a hot endpoint's cap, every job
-// asked Redis, refused or not, and redis-server spent as much CPU per
-// delivery as a sender. A slot freed in this process clears it at once
-// (end); one freed by another replica is seen after the slot time.
-func (l *endpoints) sharedFull(endpoint string, now time.Time) bool {
-	e := l.get(endpoint)
-	at := e.full.Load()
-	if at == 0 || e.inFlight.Load() <= 0 {
-		return false
-	}
-	return now.UnixNano()-at < int64(max(time.Duration(e.avg.Load()), time.Millisecond))
 }
 
 // busy reports whether this process has capacity requests in flight to

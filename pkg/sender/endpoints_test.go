@@ -177,29 +177,3 @@ func TestSweepForgetsOnlyIdleEndpoints(t *testing.T) {
 		t.Error("idle endpoint kept")
 	}
 }
-
-// Once Redis found the cap full, the process does not ask again until one
-// of its own requests ends or a slot time passes, and never with nothing
-// in flight (no request of its own would end to clear it).
-func TestSharedFullUntilARequestEnds(t *testing.T) {
-	var l endpoints
-	now := time.Unix(1000, 0)
-	l.get("ep").avg.Store(int64(10 * time.Millisecond))
-	l.markFull("ep", now)
-	if l.sharedFull("ep", now) {
-		t.Fatal("full with nothing of this process in flight")
-	}
-	started := l.start("ep")
-	l.markFull("ep", now)
-	if !l.sharedFull("ep", now.Add(9*time.Millisecond)) {
-		t.Fatal("not full within a slot time of the refusal")
-	}
-	if l.sharedFull("ep", now.Add(10*time.Millisecond)) {
-		t.Fatal("still full a slot time after the refusal: another replica's freed slot is never seen")
-	}
-	l.start("ep")
-	l.end("ep", started)
-	if l.sharedFull("ep", now) {
-		t.Fatal("still full after a request of this process ended")
-	}
-}

@@ -196,9 +196,7 @@ const leaseMargin = 5 * time.Second
 
 // admit asks for a slot at the endpoint, in three layers: this process's
 // own count (it never asks Redis when its own requests already fill the
-// endpoint's cap, when jobs of this process queue for a slot, nor when
-// Redis found the cap full and none of its requests ended since: see
-// endpoints.sharedFull), the
+// endpoint's cap, nor when jobs of this process queue for a slot), the
 // in-process handoff, and the limiter's shared leases. A job refused by the
 // cap of a fast endpoint waits here, briefly and without its worker (see
 // endpoints.holdFor), to be handed the slot of a request of this process
@@ -211,14 +209,10 @@ func (s *Sender) admit(ctx context.Context, ep *store.Endpoint, timeout time.Dur
 		permit, v := limit.Permit(nil), limit.Verdict{Allowed: true}
 		switch {
 		case s.endpointCap > 0 && until.IsZero() && s.endpoints.queueing(ep.ID),
-			s.endpointCap > 0 && s.endpoints.busy(ep.ID, s.endpointCap),
-			s.endpointCap > 0 && s.endpoints.sharedFull(ep.ID, time.Now()):
+			s.endpointCap > 0 && s.endpoints.busy(ep.ID, s.endpointCap):
 			v = limit.Verdict{Cause: limit.Concurrency}
 		case s.limiter != nil:
 			permit, v = s.limiter.Admit(ctx, ep.ID, ep.RateLimit, timeout+leaseMargin)
-			if !v.Allowed && v.Cause == limit.Concurrency {
-				s.endpoints.markFull(ep.ID, time.Now())
-			}
 		}
 		if v.Allowed && !until.IsZero() {
 			handoffs.Inc()

@@ -198,22 +198,13 @@ func (l *endpoints) queueing(endpoint string) bool {
 // replicas hold the cap); as many jobs wait already as the endpoint can
 // take within the handoff's wait (a hot endpoint's backlog thus waits here
 // only as far as it will be served soon), or as its bound allows; or the
-// process's bounds on waiting jobs are reached. An endpoint none of whose
-// requests has ended yet may have as many jobs wait as its cap.
-//
-// The wait is the handoff's whole wait: jobs are woken in turn as requests
-// end, and the bound on how many wait already keeps each within it. A wait
-// cut to the estimated time of the jobs ahead sent a quarter of the
-// waiting jobs back to JetStream just before their turn (sender probe).
+// process's bounds on waiting jobs are reached. The wait is about the time
+// the jobs ahead of it take, plus two slot times, never more than the
+// handoff's wait.
 func (l *endpoints) holdFor(endpoint string, capacity, size int) time.Duration {
 	h := &l.handoff
 	e := l.get(endpoint)
 	avg := time.Duration(e.avg.Load())
-	if avg <= 0 && capacity > 0 && e.inFlight.Load() > 0 && e.waiting.Load() < int32(capacity) {
-		// No request has ended yet: as many jobs as the cap wait for the
-		// first ones, rather than spin through JetStream until one ends.
-		return h.Wait
-	}
 	if avg <= 0 || avg > h.Wait/fastSlotsPerWait || capacity <= 0 || e.inFlight.Load() <= 0 {
 		return 0
 	}
@@ -222,7 +213,7 @@ func (l *endpoints) holdFor(endpoint string, capacity, size int) time.Duration {
 	if waiting >= most || l.waiting.Load() >= int64(h.Jobs) || l.waitingBytes.Load()+int64(size) > h.Bytes {
 		return 0
 	}
-	return h.Wait
+	return min(h.Wait, time.Duration(waiting/int64(capacity)+2)*avg+minLimitWait)
 }
 
 // hold waits up to d for a request to endpoint to end in this process; it
@@ -249,13 +240,12 @@ func (l *endpoints) hold(endpoint string, d time.Duration, size int) bool {
 }
 
 // slotTime is how often, on average, the endpoint is expected to take
-// one more request: its average slot time shared by its capacity slots, or
-// the spacing of its rate limit in requests per second, whichever is
-// longer. Refused jobs that come back a little early wait here for the
-// slot (see holdFor); at half the slot time, as before, they came back
-// twice as fast as the endpoint took them, and half were refused again.
+// one more request: half its average slot time shared by its capacity
+// slots (refused jobs come back a little early and wait here for the slot,
+// see holdFor, rather than late, when the endpoint would idle), or the
+// spacing of its rate limit in requests per second, whichever is longer.
 func (l *endpoints) slotTime(endpoint string, capacity, rate int) time.Duration {
-	step := time.Duration(l.get(endpoint).avg.Load())
+	step := time.Duration(l.get(endpoint).avg.Load()) / 2
 	if capacity > 0 {
 		step /= time.Duration(capacity)
 	}
@@ -263,18 +253,6 @@ func (l *endpoints) slotTime(endpoint string, capacity, rate int) time.Duration 
 		step = max(step, time.Second/time.Duration(rate))
 	}
 	return max(step, minSlotStep)
-}
-
-// drain is how long the jobs of endpoint that wait in this process for a
-// slot take to be served, at its average slot time shared by its capacity
-// slots: 0 when none wait, or nothing is known of the endpoint.
-func (l *endpoints) drain(endpoint string, capacity int) time.Duration {
-	e := l.get(endpoint)
-	w := e.waiting.Load()
-	if w <= 0 || capacity <= 0 {
-		return 0
-	}
-	return time.Duration(e.avg.Load()) * time.Duration(w) / time.Duration(capacity)
 }
 
 // backoff is how long a job refused by endpoint's cap or rate limit should

@@ -10,9 +10,9 @@ import (
 func TestBackoffSpacesRefusedJobs(t *testing.T) {
 	var l endpoints
 	l.get("ep").avg.Store(int64(10 * time.Millisecond))
-	slot := l.slotTime("ep", 10, 0) // 10 ms shared by 10 slots
-	if slot != time.Millisecond {
-		t.Fatalf("slot time %v, want 1ms", slot)
+	slot := l.slotTime("ep", 10, 0) // half of 10 ms shared by 10 slots
+	if slot != 500*time.Microsecond {
+		t.Fatalf("slot time %v, want 500µs", slot)
 	}
 	now := time.Unix(1000, 0)
 	var last time.Duration
@@ -36,30 +36,12 @@ func TestBackoffSpacesRefusedJobs(t *testing.T) {
 	if d := l.backoff("other", time.Microsecond, 300*time.Millisecond, time.Second, now); d < 300*time.Millisecond {
 		t.Fatalf("backoff %v below the limiter's hint", d)
 	}
-	// The jobs waiting in process go first: 40 jobs at 10 ms over 10 slots.
-	if d := l.drain("ep", 10); d != 0 {
-		t.Fatalf("drain %v with no job waiting", d)
-	}
-	l.get("ep").waiting.Store(40)
-	if d := l.drain("ep", 10); d != 40*time.Millisecond {
-		t.Fatalf("drain %v, want 40ms", d)
-	}
 }
 
 func TestHoldOnlyForFastEndpointsAndBounded(t *testing.T) {
 	l := endpoints{handoff: defaultHandoff}
 	if d := l.holdFor("new", 10, 1); d != 0 {
-		t.Fatalf("an endpoint never measured, with nothing in flight, may hold jobs (%v)", d)
-	}
-	// Before its first request ends, as many jobs as its cap wait for it.
-	first := l.get("first")
-	first.inFlight.Store(2)
-	if d := l.holdFor("first", 2, 1); d != DefaultHandoffWait {
-		t.Fatalf("first jobs of an endpoint not yet measured: hold %v, want %v", d, DefaultHandoffWait)
-	}
-	first.waiting.Store(2)
-	if d := l.holdFor("first", 2, 1); d != 0 {
-		t.Fatalf("more jobs than the cap wait for an endpoint never measured (%v)", d)
+		t.Fatalf("an endpoint never measured may hold jobs (%v)", d)
 	}
 	l.get("slow").avg.Store(int64(3 * time.Second))
 	if d := l.holdFor("slow", 10, 1); d != 0 {
@@ -71,12 +53,12 @@ func TestHoldOnlyForFastEndpointsAndBounded(t *testing.T) {
 		t.Fatalf("no request in flight here, so nothing will free a slot here, yet a job may wait (%v)", d)
 	}
 	fast.inFlight.Store(2)
-	if d := l.holdFor("fast", 2, 1); d != DefaultHandoffWait {
-		t.Fatalf("first in line: hold %v, want the handoff's wait", d)
+	if d := l.holdFor("fast", 2, 1); d != 2*10*time.Millisecond+minLimitWait {
+		t.Fatalf("first in line: hold %v, want two slot times", d)
 	}
 	fast.waiting.Store(10) // 5 rounds of the 2 slots ahead
-	if d := l.holdFor("fast", 2, 1); d != DefaultHandoffWait {
-		t.Fatalf("behind 10 jobs: hold %v, want the handoff's wait", d)
+	if d := l.holdFor("fast", 2, 1); d != 7*10*time.Millisecond+minLimitWait {
+		t.Fatalf("behind 10 jobs: hold %v, want seven slot times", d)
 	}
 	fast.waiting.Store(40) // 2 slots x 20 requests each within the 200 ms wait
 	if d := l.holdFor("fast", 2, 1); d != 0 {
@@ -103,12 +85,12 @@ func TestHoldHonoursConfiguredHandoff(t *testing.T) {
 	fast := l.get("fast")
 	fast.avg.Store(int64(5 * time.Millisecond))
 	fast.inFlight.Store(1)
-	if d := l.holdFor("fast", 2, 1); d != 50*time.Millisecond {
-		t.Fatalf("first in line at a 5 ms endpoint: hold %v, want the 50 ms wait", d)
+	if d := l.holdFor("fast", 2, 1); d != 2*5*time.Millisecond+minLimitWait {
+		t.Fatalf("first in line at a 5 ms endpoint: hold %v, want two slot times", d)
 	}
 	fast.waiting.Store(2)
-	if d := l.holdFor("fast", 100, 1); d != 50*time.Millisecond {
-		t.Fatalf("behind 2 jobs of 3 allowed: hold %v, want the 50 ms wait", d)
+	if d := l.holdFor("fast", 100, 1); d != 2*5*time.Millisecond+minLimitWait {
+		t.Fatalf("behind 2 jobs of 3 allowed: hold %v, want two slot times", d)
 	}
 	fast.waiting.Store(3)
 	if d := l.holdFor("fast", 100, 1); d != 0 {
@@ -123,6 +105,11 @@ func TestHoldHonoursConfiguredHandoff(t *testing.T) {
 		t.Fatalf("a sixth job waits in process, bound 5 (hold %v)", d)
 	}
 	l.waiting.Store(0)
+	fast.avg.Store(int64(4 * time.Millisecond))
+	fast.waiting.Store(2) // one round of 2 slots ahead, within 50 ms
+	if d := l.holdFor("fast", 2, 1); d != 3*4*time.Millisecond+minLimitWait {
+		t.Fatalf("behind 2 jobs: hold %v, want three slot times", d)
+	}
 
 	if h := New(nil, nil, WithHandoff(Handoff{Jobs: 7})).endpoints.handoff; h != (Handoff{Wait: DefaultHandoffWait, EndpointJobs: DefaultHandoffEndpointJobs, Jobs: 7, Bytes: DefaultHandoffBytes}) {
 		t.Fatalf("unset bounds not defaulted: %+v", h)

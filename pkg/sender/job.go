@@ -280,15 +280,8 @@ func (s *Sender) refused(ep *store.Endpoint, v limit.Verdict) delay {
 // in JetStream: its place in the endpoint's virtual queue (see
 // endpoints.backoff), never less than floor, at most maxPace or the
 // schedule threshold.
-//
-// The queue starts behind the jobs of the endpoint that wait in this
-// process for a slot (endpoints.drain): a refused job that came back
-// while they still waited would only be refused again (in the sender
-// probe, 5,000 jobs to a hot endpoint with cap 10, 1.5 refusals per
-// delivery before, ... after).
 func (s *Sender) pace(ep *store.Endpoint, floor time.Duration) time.Duration {
 	slot := s.endpoints.slotTime(ep.ID, s.endpointCap, ep.RateLimit)
-	floor = max(floor, s.endpoints.drain(ep.ID, s.endpointCap))
 	return s.endpoints.backoff(ep.ID, slot, floor, min(maxPace, s.threshold), s.now())
 }
 

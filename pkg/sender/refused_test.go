@@ -22,22 +22,15 @@ func TestRefusedDecidesFromTheVerdict(t *testing.T) {
 
 	d := s.refused(ep, limit.Verdict{Cause: limit.Concurrency, RetryIn: time.Second})
 	// The first refused job is due at once (minLimitWait), not after the
-	// limiter's worst case of a second; the next one slot time later (10
-	// ms shared by 2 slots).
+	// limiter's worst case of a second; the next one slot time later (half
+	// of 10 ms shared by 2 slots).
 	if d != (delay{reason: "concurrency", wait: minLimitWait, paced: true}) {
 		t.Fatalf("concurrency refusal: %+v, want paced at %v", d, minLimitWait)
 	}
 	d = s.refused(ep, limit.Verdict{Cause: limit.Concurrency, RetryIn: time.Second})
-	if want := minLimitWait + 5*time.Millisecond; d.wait != want {
+	if want := minLimitWait + 2500*time.Microsecond; d.wait != want {
 		t.Fatalf("second concurrency refusal due after %v, want %v (one slot time after the first)", d.wait, want)
 	}
-	// Jobs waiting in process for the endpoint's slots go first: 8 of them
-	// take 40 ms, so the next refused job is due after them.
-	s.endpoints.get("ep").waiting.Store(8)
-	if d = s.refused(ep, limit.Verdict{Cause: limit.Concurrency}); d.wait != 40*time.Millisecond {
-		t.Fatalf("refusal behind 8 waiting jobs due after %v, want 40ms", d.wait)
-	}
-	s.endpoints.get("ep").waiting.Store(0)
 
 	rated := &store.Endpoint{ID: "rated", RateLimit: 10}
 	d = s.refused(rated, limit.Verdict{Cause: limit.Rate, RetryIn: 300 * time.Millisecond})

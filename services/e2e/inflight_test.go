@@ -38,8 +38,14 @@ func TestLargeEventBurstStaysBounded(t *testing.T) {
 		events   = 100
 		dataSize = 5 << 20 // the default HERALD_MAX_EVENT_BYTES
 		maxRSS   = 512 << 20
-		// sustainedRSS bounds the peak while all 500 MiB go through.
-		sustainedRSS = 768 << 20
+		// sustainedRSS bounds the peak while all 500 MiB go through. Most
+		// of it is the embedded NATS server's cache of the blocks it stored
+		// in the last 10 s, so the peak grows with how fast the bodies go
+		// in, up to the 500 MiB themselves, and the Go heap may reach twice
+		// what is live before a collection: 768 MiB was crossed (805) in a
+		// CI run where intake was quick. What the bound catches is growth
+		// with the number of events (2.1 GB before the in-flight budget).
+		sustainedRSS = 1 << 30
 	)
 	bin := filepath.Join(binDir(t), "herald")
 	redisURL, prefix := testenv.Redis(t)

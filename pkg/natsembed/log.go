@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 
 	"github.com/rs/zerolog"
@@ -14,6 +15,8 @@ import (
 type logAdapter struct {
 	l            zerolog.Logger
 	debug, trace bool
+
+	ready atomic.Bool // the server said "Server is ready"
 
 	mu       sync.Mutex
 	fatalMsg string
@@ -32,9 +35,26 @@ func enabled(l zerolog.Logger, lvl zerolog.Level) bool {
 	return true
 }
 
-func (a *logAdapter) Noticef(format string, v ...any) { a.log(a.l.Info(), format, v) }
-func (a *logAdapter) Warnf(format string, v ...any)   { a.log(a.l.Warn(), format, v) }
-func (a *logAdapter) Errorf(format string, v ...any)  { a.log(a.l.Error(), format, v) }
+// Noticef logs the server's notices at info, but for its start-up summary
+// (version, limits, store directory: every notice up to "Server is ready"),
+// which is logged at debug. At info those twenty lines stood between a
+// person running `make run` and Herald's welcome text; the process's own
+// "herald ready" record says what matters of them (the NATS address).
+func (a *logAdapter) Noticef(format string, v ...any) {
+	if !a.ready.Load() {
+		if strings.HasPrefix(format, "Server is ready") {
+			a.ready.Store(true)
+		}
+		if a.debug {
+			a.log(a.l.Debug(), format, v)
+		}
+		return
+	}
+	a.log(a.l.Info(), format, v)
+}
+
+func (a *logAdapter) Warnf(format string, v ...any)  { a.log(a.l.Warn(), format, v) }
+func (a *logAdapter) Errorf(format string, v ...any) { a.log(a.l.Error(), format, v) }
 
 // Fatalf logs at error level and records the message: nats-server's own
 // logger would exit the process, which an embedding program must not do.

@@ -67,3 +67,24 @@ func TestServerLinesAreRecords(t *testing.T) {
 		}
 	}
 }
+
+// At info, the server's start-up summary is not logged (it is at debug):
+// what a person sees first is Herald's own records and welcome text. What
+// the server says once it is ready, shutting down included, is.
+func TestStartupSummaryIsDebug(t *testing.T) {
+	var logs syncBuf
+	s, err := Start(Config{StoreDir: t.TempDir(), DontListen: true, Logger: zerolog.New(&logs).Level(zerolog.InfoLevel)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Shutdown()
+	out := logs.String()
+	for _, summary := range []string{"Starting nats-server", "Version: ", "Max Storage: ", "Server is ready"} {
+		if strings.Contains(out, summary) {
+			t.Errorf("%q logged at info:\n%s", summary, out)
+		}
+	}
+	if !strings.Contains(out, "Initiating Shutdown") {
+		t.Errorf("the server's notices after start-up are not logged at info:\n%s", out)
+	}
+}

@@ -7,13 +7,14 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/heraldhq/herald/internal/testenv"
 	"github.com/heraldhq/herald/pkg/api"
 )
 
 // A request refused for its credentials is logged at info, with the prefix
 // of the key or token it presented and never the whole of it.
 func TestRefusedCredentialsLogged(t *testing.T) {
-	var logs syncBuf
+	var logs testenv.Buffer
 	e := newEnv(t, nil, api.WithLogger(zerolog.New(&logs).Level(zerolog.InfoLevel)))
 	_, key := e.tenant("refused")
 	wrongKey := key[:len(key)-4] + "nope"

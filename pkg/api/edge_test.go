@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -252,18 +251,10 @@ func TestTenantEventRateLimit(t *testing.T) {
 	}
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // No log line, at debug level, of a succeeding or failing request holds an
 // API key, the operator token or an endpoint secret.
 func TestCredentialsNeverLogged(t *testing.T) {
-	var logs syncBuf
+	var logs testenv.Buffer
 	e := newEdgeEnv(t, api.WithLogger(zerolog.New(&logs).Level(zerolog.DebugLevel)))
 	_, key := e.tenant("creds")
 	ep := e.endpoint(key, nil)

@@ -1,7 +1,6 @@
 package limit
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -446,24 +445,6 @@ func breakerGauge(t *testing.T, state string) float64 {
 	return testenv.Metric(t, "herald_breaker_state", "state", state)
 }
 
-// syncBuffer collects log lines from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) count(sub string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), sub)
-}
-
 func TestRedisOutage(t *testing.T) {
 	rp := testenv.RedisProcess(t)
 	opt, err := redis.ParseURL(rp.URL())
@@ -472,7 +453,7 @@ func TestRedisOutage(t *testing.T) {
 	}
 	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { rdb.Close() })
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	lg := zerolog.New(zerolog.MultiLevelWriter(logs, zerolog.ConsoleWriter{Out: testWriter{t}, NoColor: true}))
 	a := New(rdb, "outage:", WithConcurrency(2), WithLogger(lg))
 	a.recheckEvery = 20 * time.Millisecond
@@ -521,7 +502,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatalf("local state %s", s)
 	}
 	l1.Done(ctx, true)
-	if n := logs.count("redis unavailable"); n != 1 {
+	if n := strings.Count(logs.String(), "redis unavailable"); n != 1 {
 		t.Fatalf("outage logged %d times, want once", n)
 	}
 
@@ -529,7 +510,7 @@ func TestRedisOutage(t *testing.T) {
 	// While down, a's calls PING Redis in the background (at most every
 	// recheckEvery); shared() is what Admit asks.
 	testenv.Eventually(t, 10*time.Second, a.shared, "limiter did not notice Redis is back")
-	if n := logs.count("redis is back"); n != 1 {
+	if n := strings.Count(logs.String(), "redis is back"); n != 1 {
 		t.Fatalf("return logged %d times, want once", n)
 	}
 	// Shared again: what a holds is seen by b.
@@ -541,21 +522,19 @@ func TestRedisOutage(t *testing.T) {
 	s1.Done(ctx, true)
 	mustAdmit(t, b, "ep", 0, ttl).Done(ctx, true)
 	s2.Done(ctx, true)
-	if n := logs.count("redis unavailable"); n != 1 {
+	if n := strings.Count(logs.String(), "redis unavailable"); n != 1 {
 		t.Fatalf("outage logged %d times in all, want once", n)
 	}
 }
 
 func TestLocalOnlyNeverLogs(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	l := New(nil, "", WithLogger(zerolog.New(logs)))
 	for range 20 {
 		mustAdmit(t, l, "ep", 0, time.Second).Done(context.Background(), true)
 	}
-	logs.mu.Lock()
-	defer logs.mu.Unlock()
-	if logs.b.Len() > 0 {
-		t.Fatalf("local-only limiter logged: %s", logs.b.String())
+	if out := logs.String(); out != "" {
+		t.Fatalf("local-only limiter logged: %s", out)
 	}
 }
 

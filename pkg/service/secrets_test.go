@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,27 +26,9 @@ import (
 // services of these tests (32 bytes, base64).
 var testEncryptionKey = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("k"), 32))
 
-// logBuf collects a process's log lines.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // run is start with the log captured at debug level; stop ends the
 // process and waits for it.
-func run(t *testing.T, cfg service.Config) (base string, logs *logBuf, stop func()) {
+func run(t *testing.T, cfg service.Config) (base string, logs *testenv.Buffer, stop func()) {
 	t.Helper()
 	t.Setenv("NATS_URL", "")
 	t.Setenv("REDIS_URL", "")
@@ -55,7 +36,7 @@ func run(t *testing.T, cfg service.Config) (base string, logs *logBuf, stop func
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs = &logBuf{}
+	logs = &testenv.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("process log:\n%s", logs)

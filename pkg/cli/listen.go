@@ -57,10 +57,10 @@ func (c *cmd) listen(args []string) error {
 	if err != nil {
 		return err
 	}
-	target, err := url.Parse(*forward)
 	if *forward == "" {
 		return usagef("--forward-to is required: the local URL deliveries go to, such as http://localhost:3000/hook")
 	}
+	target, err := url.Parse(*forward)
 	if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
 		return usagef("--forward-to %q: want an absolute http or https URL", *forward)
 	}
@@ -83,13 +83,12 @@ func (c *cmd) listen(args []string) error {
 			fmt.Fprintf(c.std.Err, "the temporary endpoint %s was not deleted (%v); Herald deletes it within minutes\n", ep.ID, err)
 		}
 	}()
-	secret := ep.Secret
-	if secret == "" {
-		secret = ep.PublicKey
-	}
 	fmt.Fprintf(c.std.Err, "Forwarding %s to %s (endpoint %s)\n", strings.Join(ep.Events, ", "), target, ep.ID)
-	if secret != "" {
-		fmt.Fprintf(c.std.Err, "Signing secret: %s\n", secret)
+	switch {
+	case ep.Secret != "":
+		fmt.Fprintf(c.std.Err, "Signing secret: %s\n", ep.Secret)
+	case ep.PublicKey != "": // ed25519: the receiver verifies with the public key
+		fmt.Fprintf(c.std.Err, "Public key: %s\n", ep.PublicKey)
 	}
 	f := &forwarder{c: c, cl: cl, ep: ep.ID, target: target.String(), asJSON: asJSON,
 		http: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
@@ -202,11 +201,9 @@ func (f *forwarder) forward(ctx context.Context, req listen.Request) {
 		}
 		var r *http.Response
 		if r, err = f.http.Do(hr); err == nil {
-			b, rerr := io.ReadAll(io.LimitReader(r.Body, listen.MaxResponseBody))
+			// A body cut short is still the start of the answer: keep what came.
+			b, _ := io.ReadAll(io.LimitReader(r.Body, listen.MaxResponseBody))
 			_ = r.Body.Close()
-			if rerr != nil && len(b) == 0 {
-				b = nil
-			}
 			resp.Status, resp.Header, resp.Body = r.StatusCode, r.Header, b
 		}
 	}

@@ -7,10 +7,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/heraldhq/herald/pkg/attemptlog"
 	"github.com/heraldhq/herald/pkg/bus"
-	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 )
 
 // Follow calls fn with every attempt of tenant recorded from now on, in
@@ -40,12 +39,14 @@ func (r *Reader) Follow(ctx context.Context, tenant, endpoint string, fn func(At
 		case err != nil:
 			return fmt.Errorf("follow attempts: %w", err)
 		}
-		a := &heraldv1.Attempt{}
-		if proto.Unmarshal(msg.Data(), a) != nil {
+		recs, err := attemptlog.Decode(msg.Headers(), msg.Data())
+		if err != nil {
 			continue // not an attempt record: nothing to show
 		}
-		if err := fn(FromProto(a)); err != nil {
-			return err
+		for _, a := range recs {
+			if err := fn(FromProto(a)); err != nil {
+				return err
+			}
 		}
 	}
 }

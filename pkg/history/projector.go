@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldhq/herald/pkg/attemptlog"
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/router"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
@@ -298,11 +299,15 @@ func (p *Projector) write(ctx context.Context, stream string, msgs []jetstream.M
 func (p *Projector) decode(stream string, m jetstream.Msg, b *Batch) {
 	switch stream {
 	case bus.StreamAttempts:
-		a := &heraldv1.Attempt{}
-		if proto.Unmarshal(m.Data(), a) != nil || a.TenantId == "" || a.EndpointId == "" {
+		recs, err := attemptlog.Decode(m.Headers(), m.Data())
+		if err != nil {
 			return
 		}
-		b.Attempts = append(b.Attempts, TenantAttempt{Tenant: a.TenantId, Attempt: FromProto(a)})
+		for _, a := range recs {
+			if a.TenantId != "" && a.EndpointId != "" {
+				b.Attempts = append(b.Attempts, TenantAttempt{Tenant: a.TenantId, Attempt: FromProto(a)})
+			}
+		}
 	case bus.StreamDLQ:
 		d := &heraldv1.DeadLetter{}
 		if proto.Unmarshal(m.Data(), d) != nil {

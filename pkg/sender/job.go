@@ -150,12 +150,20 @@ func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
 	case DeadLetter:
 		rec.State = StateDead
 	}
-	s.record(rec)
+	if decision.Action == Ack && !s.releases(job) {
+		// The usual end: the ack follows the record, on the same
+		// connection, when the record's batch goes (see attemptlog).
+		s.attempts.Record(rec, func() { s.settle(msg.Ack(), "ack") })
+	} else {
+		s.attempts.RecordNow(rec)
+	}
 	switch decision.Action {
 	case Ack:
 		outcomes.WithLabelValues("delivered").Inc()
 		latency.Observe(time.Since(time.UnixMilli(job.Event.AcceptedAtUnixMs)).Seconds())
-		s.finish(ctx, msg, job, log)
+		if s.releases(job) {
+			s.finish(ctx, msg, job, log)
+		}
 	case Retry:
 		log.Debug().Int("attempt", attempt).Dur("delay", decision.Delay).Str("reason", decision.Reason).Msg("attempt failed; retrying")
 		s.schedule(ctx, msg, job, attempt, decision.Delay, log)
@@ -513,22 +521,6 @@ func (s *Sender) keepAlive(msg jetstream.Msg, timeout time.Duration) (stop func(
 		}
 	}()
 	return func() { t.Stop(); close(done) }
-}
-
-// record stores an attempt in ATTEMPTS without waiting: the history must
-// never slow sending. It is a plain NATS publish, which the stream stores
-// all the same, without asking for JetStream's ack: nobody waited for that
-// ack (a record lost with its process was always lost), and asking for it
-// cost an ack message, a reply subscription's work and a pending future
-// per attempt.
-func (s *Sender) record(rec *heraldv1.Attempt) {
-	b, err := proto.Marshal(rec)
-	if err != nil {
-		return
-	}
-	if err := s.js.Conn().PublishMsg(&nats.Msg{Subject: bus.AttemptSubject(rec.TenantId, rec.EndpointId), Data: b}); err != nil {
-		s.log.Debug().Err(err).Msg("attempt record not stored")
-	}
 }
 
 // deadLetter stores the job in the DLQ and only then acks it, so a job is

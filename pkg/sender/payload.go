@@ -73,17 +73,23 @@ func bodyGone(err error) bool {
 	return errors.As(err, &pe) && payload.Permanent(err)
 }
 
+// releases reports whether finishing job releases a stored body, which
+// takes more than an ack (see finish).
+func (s *Sender) releases(job *heraldv1.DeliveryJob) bool {
+	return job.Event.GetPayloadRef() != nil && s.payloads != nil
+}
+
 // finish acks a job that needs nothing more (delivered, or dropped with
 // its endpoint). A job holding a stored body waits for JetStream to confirm
 // the ack, then releases the body: released before, a lost ack would
 // redeliver a job whose body may be gone. If the confirmation does not
 // come, the body is kept, and the bucket's TTL removes it.
 func (s *Sender) finish(ctx context.Context, msg jetstream.Msg, job *heraldv1.DeliveryJob, log zerolog.Logger) {
-	ref := job.Event.GetPayloadRef()
-	if ref == nil || s.payloads == nil {
+	if !s.releases(job) {
 		s.settle(msg.Ack(), "ack")
 		return
 	}
+	ref := job.Event.GetPayloadRef()
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err := msg.DoubleAck(actx)
 	cancel()

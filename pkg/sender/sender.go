@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/heraldhq/herald/pkg/attemptlog"
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/deliver"
 	"github.com/heraldhq/herald/pkg/limit"
@@ -148,6 +149,8 @@ type Sender struct {
 	eps      Endpoints
 	disabler Disabler
 	client   *deliver.Client
+	// attempts stores attempt records in ATTEMPTS, in batches by endpoint.
+	attempts *attemptlog.Log
 	retries  retry.Schedule
 	workers  int
 	ackWait  time.Duration
@@ -277,6 +280,11 @@ func New(js jetstream.JetStream, eps Endpoints, opts ...Option) *Sender {
 	if s.client == nil {
 		s.client = deliver.New()
 	}
+	var conn attemptlog.Publisher
+	if js != nil { // tests of the sender's parts make one without NATS
+		conn = js.Conn()
+	}
+	s.attempts = attemptlog.New(conn, attemptlog.WithLogger(s.log))
 	return s
 }
 
@@ -325,6 +333,7 @@ func (s *Sender) Run(ctx context.Context) error {
 	err := bus.Consume(ctx, s.log, "sender", func(ctx context.Context) error { return s.consume(ctx, cc, slots, &wg) })
 	s.fetched(errStopped)
 	wg.Wait()
+	s.attempts.Flush() // the last records, and the acks that wait for them
 	return errors.Join(err, dueErr)
 }
 

@@ -10,12 +10,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/heraldhq/herald/pkg/attemptlog"
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/dlq"
 	"github.com/heraldhq/herald/pkg/store"
-	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
 )
 
 // endpointSpec is one of the three endpoints every row has.
@@ -452,15 +451,17 @@ func attemptRecords(js jetstream.JetStream, tenant string, keys map[string]strin
 		if err != nil {
 			return nil, fmt.Errorf("ATTEMPTS read %d of %d: %w", i+1, n, err)
 		}
-		a := &heraldv1.Attempt{}
-		if err := proto.Unmarshal(msg.Data(), a); err != nil {
-			return nil, fmt.Errorf("ATTEMPTS message on %s is not an Attempt: %w", msg.Subject(), err)
+		recs, err := attemptlog.Decode(msg.Headers(), msg.Data())
+		if err != nil {
+			return nil, fmt.Errorf("ATTEMPTS message on %s holds no attempts: %w", msg.Subject(), err)
 		}
-		p := pair{a.EventId, keys[a.EndpointId]}
-		if out[p] == nil {
-			out[p] = map[int]string{}
+		for _, a := range recs {
+			p := pair{a.EventId, keys[a.EndpointId]}
+			if out[p] == nil {
+				out[p] = map[int]string{}
+			}
+			out[p][int(a.Number)] = a.ErrorClass
 		}
-		out[p][int(a.Number)] = a.ErrorClass
 	}
 	return out, nil
 }

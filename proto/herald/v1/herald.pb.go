@@ -490,6 +490,55 @@ func (x *Attempt) GetRequestHeaders() map[string]string {
 	return nil
 }
 
+// AttemptBatch is several attempt records of one endpoint in one ATTEMPTS
+// message (header Herald-Encoding: attempts): a sender gathers the records
+// of the attempts that end within a few milliseconds of each other, so that
+// a busy endpoint costs the stream, and the history projection reading it,
+// one message per batch instead of one per attempt.
+type AttemptBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attempts      []*Attempt             `protobuf:"bytes,1,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttemptBatch) Reset() {
+	*x = AttemptBatch{}
+	mi := &file_herald_v1_herald_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttemptBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttemptBatch) ProtoMessage() {}
+
+func (x *AttemptBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_v1_herald_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttemptBatch.ProtoReflect.Descriptor instead.
+func (*AttemptBatch) Descriptor() ([]byte, []int) {
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AttemptBatch) GetAttempts() []*Attempt {
+	if x != nil {
+		return x.Attempts
+	}
+	return nil
+}
+
 // DeadLetter is a job that used all its attempts, stored in DLQ on
 // herald.dlq.<tenant>.<endpoint id>. Replaying it publishes job again with a
 // fresh attempt budget.
@@ -509,7 +558,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_herald_v1_herald_proto_msgTypes[4]
+	mi := &file_herald_v1_herald_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +570,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_herald_v1_herald_proto_msgTypes[4]
+	mi := &file_herald_v1_herald_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +583,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_herald_v1_herald_proto_rawDescGZIP(), []int{4}
+	return file_herald_v1_herald_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeadLetter) GetJob() *DeliveryJob {
@@ -629,7 +678,9 @@ const file_herald_v1_herald_proto_rawDesc = "" +
 	"\x0frequest_headers\x18\x10 \x03(\v2&.herald.v1.Attempt.RequestHeadersEntryR\x0erequestHeaders\x1aA\n" +
 	"\x13RequestHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbf\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\">\n" +
+	"\fAttemptBatch\x12.\n" +
+	"\battempts\x18\x01 \x03(\v2\x12.herald.v1.AttemptR\battempts\"\xbf\x01\n" +
 	"\n" +
 	"DeadLetter\x12(\n" +
 	"\x03job\x18\x01 \x01(\v2\x16.herald.v1.DeliveryJobR\x03job\x12.\n" +
@@ -650,26 +701,28 @@ func file_herald_v1_herald_proto_rawDescGZIP() []byte {
 	return file_herald_v1_herald_proto_rawDescData
 }
 
-var file_herald_v1_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_herald_v1_herald_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_herald_v1_herald_proto_goTypes = []any{
-	(*Event)(nil),       // 0: herald.v1.Event
-	(*PayloadRef)(nil),  // 1: herald.v1.PayloadRef
-	(*DeliveryJob)(nil), // 2: herald.v1.DeliveryJob
-	(*Attempt)(nil),     // 3: herald.v1.Attempt
-	(*DeadLetter)(nil),  // 4: herald.v1.DeadLetter
-	nil,                 // 5: herald.v1.Attempt.RequestHeadersEntry
+	(*Event)(nil),        // 0: herald.v1.Event
+	(*PayloadRef)(nil),   // 1: herald.v1.PayloadRef
+	(*DeliveryJob)(nil),  // 2: herald.v1.DeliveryJob
+	(*Attempt)(nil),      // 3: herald.v1.Attempt
+	(*AttemptBatch)(nil), // 4: herald.v1.AttemptBatch
+	(*DeadLetter)(nil),   // 5: herald.v1.DeadLetter
+	nil,                  // 6: herald.v1.Attempt.RequestHeadersEntry
 }
 var file_herald_v1_herald_proto_depIdxs = []int32{
 	1, // 0: herald.v1.Event.payload_ref:type_name -> herald.v1.PayloadRef
 	0, // 1: herald.v1.DeliveryJob.event:type_name -> herald.v1.Event
-	5, // 2: herald.v1.Attempt.request_headers:type_name -> herald.v1.Attempt.RequestHeadersEntry
-	2, // 3: herald.v1.DeadLetter.job:type_name -> herald.v1.DeliveryJob
-	3, // 4: herald.v1.DeadLetter.attempts:type_name -> herald.v1.Attempt
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	6, // 2: herald.v1.Attempt.request_headers:type_name -> herald.v1.Attempt.RequestHeadersEntry
+	3, // 3: herald.v1.AttemptBatch.attempts:type_name -> herald.v1.Attempt
+	2, // 4: herald.v1.DeadLetter.job:type_name -> herald.v1.DeliveryJob
+	3, // 5: herald.v1.DeadLetter.attempts:type_name -> herald.v1.Attempt
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_herald_v1_herald_proto_init() }
@@ -683,7 +736,7 @@ func file_herald_v1_herald_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_v1_herald_proto_rawDesc), len(file_herald_v1_herald_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -316,6 +316,9 @@ func PrintTable(w io.Writer, runs []RunResult) {
 		if l := stageLine(r.Main.StageMicros); l != "" {
 			fmt.Fprintf(w, "  %-10s %-10s %s\n", "", "", l)
 		}
+		if l := trafficLine(r.Main.Traffic); l != "" {
+			fmt.Fprintf(w, "  %-10s %-10s %s\n", "", "", l)
+		}
 	}
 	if goals := Goals(runs); len(goals) > 0 {
 		fmt.Fprintln(w)

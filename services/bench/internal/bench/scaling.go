@@ -112,12 +112,27 @@ type Traffic struct {
 	NATSOutBytes         int64   `json:"nats_out_bytes,omitempty"`
 	NATSMsgsPerDelivery  float64 `json:"nats_msgs_per_delivery,omitempty"`
 	NATSBytesPerDelivery float64 `json:"nats_bytes_per_delivery,omitempty"`
+	// Senders counts, summed over every process that sends (the
+	// all-in-one too), what the senders did besides delivering, per
+	// delivery: jobs put back without an attempt (a cap's or rate limit's
+	// refusal, as a delayed nak) and jobs handed a slot in process after
+	// a refusal. They show the cap's churn where no server can be read.
+	Senders map[string]float64 `json:"sender_counts_per_delivery,omitempty"`
+}
+
+// senderCounters are the sender metrics Traffic counts, by the name it
+// reports them under.
+var senderCounters = map[string]string{
+	"refused":  `herald_sender_delayed_total{reason="concurrency"}`,
+	"rated":    `herald_sender_delayed_total{reason="rate"}`,
+	"handoffs": `herald_sender_handoffs_total`,
 }
 
 type trafficSample struct {
-	redis map[string]int64 // calls by command, and "used_memory" in bytes
-	nats  *natsVarz
-	cpu   cpuTimes
+	redis   map[string]int64 // calls by command, and "used_memory" in bytes
+	nats    *natsVarz
+	cpu     cpuTimes
+	senders map[string]float64 // senderCounters, summed over the processes
 }
 
 // meter measures a load phase: the counters before and when the drain
@@ -238,6 +253,31 @@ func gauge(url, name string) (float64, error) {
 	return 0, fmt.Errorf("%s: no %s", url, name)
 }
 
+// counters reads the metrics of a Prometheus text page whose series
+// (name and labels, as printed) are the values of want, by want's keys;
+// missing series are 0.
+func counters(url string, want map[string]string) (map[string]float64, error) {
+	resp, err := probe.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	by := make(map[string]string, len(want))
+	for k, series := range want {
+		by[series] = k
+	}
+	out := make(map[string]float64, len(want))
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		series, v, ok := strings.Cut(sc.Text(), " ")
+		if k, hit := by[series]; ok && hit {
+			out[k], _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return out, sc.Err()
+}
+
 type natsVarz struct {
 	InMsgs   int64 `json:"in_msgs"`
 	OutMsgs  int64 `json:"out_msgs"`
@@ -249,6 +289,19 @@ type natsVarz struct {
 // them; what cannot be read is left out.
 func readTraffic(st *Stack) trafficSample {
 	s := trafficSample{cpu: readCPUTimes()}
+	for _, p := range st.Procs {
+		if !p.Herald || p.URL == "" {
+			continue
+		}
+		if v, err := counters(p.URL+"/metrics", senderCounters); err == nil {
+			if s.senders == nil {
+				s.senders = map[string]float64{}
+			}
+			for k, n := range v {
+				s.senders[k] += n
+			}
+		}
+	}
 	if st.RedisAddr != "" {
 		s.redis, _ = redisInfo(st.RedisAddr)
 	}
@@ -270,7 +323,7 @@ func readTraffic(st *Stack) trafficSample {
 // since is the traffic from s0 to s, per delivery too; nil when nothing
 // was read.
 func (s trafficSample) since(s0 trafficSample, delivered int) *Traffic {
-	if s.redis == nil && s.nats == nil && s.cpu.total == 0 {
+	if s.redis == nil && s.nats == nil && s.cpu.total == 0 && s.senders == nil {
 		return nil
 	}
 	t := &Traffic{}
@@ -300,6 +353,12 @@ func (s trafficSample) since(s0 trafficSample, delivered int) *Traffic {
 		t.NATSInBytes, t.NATSOutBytes = s.nats.InBytes-s0.nats.InBytes, s.nats.OutBytes-s0.nats.OutBytes
 		t.NATSMsgsPerDelivery = per(t.NATSInMsgs + t.NATSOutMsgs)
 		t.NATSBytesPerDelivery = per(t.NATSInBytes + t.NATSOutBytes)
+	}
+	if s.senders != nil && s0.senders != nil && delivered > 0 {
+		t.Senders = map[string]float64{}
+		for k, n := range s.senders {
+			t.Senders[k] = round2((n - s0.senders[k]) / float64(delivered))
+		}
 	}
 	return t
 }

@@ -128,3 +128,28 @@ func stageLine(m map[string]float64) string {
 	}
 	return "by stage (µs per delivery, from profiles): " + strings.Join(parts, ", ")
 }
+
+// trafficLine is what one delivery cost in messages and calls, where they
+// were counted: NATS messages and Redis commands (servers of their own),
+// and the senders' refusals and handoffs (every deployment).
+func trafficLine(t *Traffic) string {
+	if t == nil {
+		return ""
+	}
+	var parts []string
+	if t.NATSMsgsPerDelivery > 0 {
+		parts = append(parts, fmt.Sprintf("NATS messages %.1f", t.NATSMsgsPerDelivery))
+	}
+	if t.RedisCallsPerDelivery > 0 {
+		parts = append(parts, fmt.Sprintf("Redis commands %.1f", t.RedisCallsPerDelivery))
+	}
+	for _, k := range []string{"refused", "rated", "handoffs"} {
+		if v, ok := t.Senders[k]; ok {
+			parts = append(parts, fmt.Sprintf("jobs %s %.2f", k, v))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "per delivery: " + strings.Join(parts, ", ")
+}

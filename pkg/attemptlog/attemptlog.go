@@ -68,6 +68,11 @@ type Log struct {
 	mu      sync.Mutex
 	pending map[string]*batch // by subject
 	armed   bool              // a flush of everything pending is due
+	// publishing counts batches taken out of pending and not yet
+	// published (their then functions not yet run); done is signalled when
+	// it drops to 0, for Flush.
+	publishing int
+	done       *sync.Cond
 }
 
 type batch struct {
@@ -95,6 +100,7 @@ func WithLogger(lg zerolog.Logger) Option { return func(l *Log) { l.log = lg } }
 func New(pub Publisher, opts ...Option) *Log {
 	l := &Log{pub: pub, log: zerolog.Nop(), linger: DefaultLinger, most: DefaultRecords, bytes: DefaultBytes,
 		pending: map[string]*batch{}}
+	l.done = sync.NewCond(&l.mu)
 	for _, o := range opts {
 		o(l)
 	}
@@ -111,7 +117,7 @@ func (l *Log) Record(rec *heraldv1.Attempt, then func()) {
 	l.mu.Lock()
 	b := l.pending[subject]
 	if b != nil && (len(b.recs) >= l.most || b.size+size > l.bytes) {
-		delete(l.pending, subject)
+		l.take(subject)
 		l.mu.Unlock()
 		l.publish(subject, b) // full: it goes now, rec starts the next
 		l.mu.Lock()
@@ -127,7 +133,7 @@ func (l *Log) Record(rec *heraldv1.Attempt, then func()) {
 		b.after = append(b.after, then)
 	}
 	if l.linger == 0 {
-		delete(l.pending, subject)
+		l.take(subject)
 		l.mu.Unlock()
 		l.publish(subject, b)
 		return
@@ -146,13 +152,20 @@ func (l *Log) RecordNow(rec *heraldv1.Attempt) {
 	subject := bus.AttemptSubject(rec.TenantId, rec.EndpointId)
 	l.mu.Lock()
 	b := l.pending[subject]
-	delete(l.pending, subject)
-	l.mu.Unlock()
 	if b == nil {
 		b = &batch{}
 	}
+	l.take(subject)
+	l.mu.Unlock()
 	b.recs = append(b.recs, rec)
 	l.publish(subject, b)
+}
+
+// take removes subject's batch from pending, for its publisher; l.mu is
+// held.
+func (l *Log) take(subject string) {
+	delete(l.pending, subject)
+	l.publishing++
 }
 
 // flushDue publishes everything pending when the linger of the first of it
@@ -164,18 +177,27 @@ func (l *Log) flushDue() {
 	l.Flush()
 }
 
-// Flush publishes every pending batch now, and runs their then functions.
-// A sender calls it when it stops, after its last job.
+// Flush publishes every pending batch now, runs their then functions, and
+// returns once the batches other goroutines were publishing are out too.
+// A sender calls it when it stops, after its last job: every ack then has
+// been sent.
 func (l *Log) Flush() {
 	l.mu.Lock()
-	due := l.pending
-	if len(due) > 0 {
+	var due map[string]*batch
+	if len(l.pending) > 0 {
+		due = l.pending // this goroutine's alone from now on
 		l.pending = make(map[string]*batch, len(due))
+		l.publishing += len(due)
 	}
 	l.mu.Unlock()
 	for subject, b := range due {
 		l.publish(subject, b)
 	}
+	l.mu.Lock()
+	for l.publishing > 0 {
+		l.done.Wait()
+	}
+	l.mu.Unlock()
 }
 
 func (l *Log) publish(subject string, b *batch) {
@@ -199,6 +221,11 @@ func (l *Log) publish(subject string, b *batch) {
 	for _, f := range b.after {
 		f()
 	}
+	l.mu.Lock()
+	if l.publishing--; l.publishing == 0 {
+		l.done.Broadcast()
+	}
+	l.mu.Unlock()
 }
 
 // Decode reads the attempt records of one ATTEMPTS message: a batch, or a

@@ -3,6 +3,7 @@ package attemptlog_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -163,4 +164,73 @@ func TestLingerPublishes(t *testing.T) {
 		m, _ := stored(ctx, t, js, tenant, "ep_e")
 		return len(m) == 1
 	})
+}
+
+// Records, lingers and flushes from many goroutines at once: every record
+// is stored once and every ack runs once (run with -race).
+func TestConcurrentRecordsAndFlushes(t *testing.T) {
+	ctx, js, tenant := setup(t)
+	l := attemptlog.New(js.Conn(), attemptlog.WithLinger(time.Millisecond), attemptlog.WithLimits(16, 1<<20))
+	const workers, each = 8, 200
+	var acked atomic.Int32
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				l.Flush()
+			}
+		}
+	}()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				n := w*each + i
+				a := rec(tenant, fmt.Sprintf("ep_%d", n%4), n)
+				if n%10 == 0 {
+					l.RecordNow(a)
+					acked.Add(1)
+					continue
+				}
+				l.Record(a, func() { acked.Add(1) })
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	l.Flush()
+	if n := acked.Load(); n != workers*each {
+		t.Fatalf("%d acks ran, want %d", n, workers*each)
+	}
+	if err := js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		clear(seen)
+		total := 0
+		for e := range 4 {
+			msgs, _ := stored(ctx, t, js, tenant, fmt.Sprintf("ep_%d", e))
+			for _, m := range msgs {
+				for _, r := range m {
+					seen[r.EventId]++
+					total++
+				}
+			}
+		}
+		return total >= workers*each
+	})
+	if len(seen) != workers*each {
+		t.Fatalf("%d distinct records stored, want %d", len(seen), workers*each)
+	}
+	for id, c := range seen {
+		if c != 1 {
+			t.Fatalf("record %s stored %d times", id, c)
+		}
+	}
 }

@@ -104,10 +104,6 @@ type endpointState struct {
 	queued atomic.Int64
 	// used is the unix ns of the last request started, for sweep.
 	used atomic.Int64
-	// rate is the endpoint's rate limit as last read (requests per
-	// second, 0: none), for the pace of jobs refused before they are
-	// decoded (see lineFull).
-	rate atomic.Int32
 }
 
 func (l *endpoints) get(endpoint string) *endpointState {
@@ -218,23 +214,6 @@ func (l *endpoints) holdFor(endpoint string, capacity, size int) time.Duration {
 		return 0
 	}
 	return min(h.Wait, time.Duration(waiting/int64(capacity)+2)*avg+minLimitWait)
-}
-
-// lineFull reports whether a job of endpoint, of size bytes, fetched now
-// would be refused by the cap without waiting here: jobs of the endpoint
-// wait in this process already (a newcomer queues behind them) and the line
-// has no room for one more (holdFor). It never adds state for an endpoint
-// it does not know. The rate limit last seen is returned for the job's pace.
-func (l *endpoints) lineFull(endpoint string, capacity, size int) (full bool, rate int) {
-	v, ok := l.m.Load(endpoint)
-	if !ok {
-		return false, 0
-	}
-	e := v.(*endpointState)
-	if e.waiting.Load() <= 0 || l.holdFor(endpoint, capacity, size) > 0 {
-		return false, 0
-	}
-	return true, int(e.rate.Load())
 }
 
 // hold waits up to d for a request to endpoint to end in this process; it

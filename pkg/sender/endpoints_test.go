@@ -1,15 +1,10 @@
 package sender
 
 import (
-	"context"
-	"fmt"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/heraldhq/herald/internal/testenv"
-	"github.com/heraldhq/herald/pkg/bus"
 )
 
 func TestBackoffSpacesRefusedJobs(t *testing.T) {
@@ -167,70 +162,5 @@ func TestSweepForgetsOnlyIdleEndpoints(t *testing.T) {
 	}
 	if _, ok := l.m.Load("idle"); ok {
 		t.Error("idle endpoint kept")
-	}
-}
-
-// A job fetched for an endpoint whose line here is full goes back before it
-// is decoded: a nak at its place in the endpoint's virtual queue, with its
-// count unchanged (redelivered, not terminated: even a job work would find
-// undecodable comes back). Endpoints with room, or unknown here, are left
-// to work.
-func TestRefuseEarlyWhenTheLineIsFull(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	js := testenv.JetStream(t)
-	if err := bus.EnsureStreams(ctx, js, bus.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	tenant := fmt.Sprintf("t%d", time.Now().UnixNano())
-	s := New(js, nil, WithEndpointConcurrency(2), WithHandoff(Handoff{EndpointJobs: 2}))
-	hot := s.endpoints.get("ep_hot")
-	hot.avg.Store(int64(10 * time.Millisecond))
-	hot.inFlight.Store(2)
-	hot.rate.Store(0)
-	for _, ep := range []string{"ep_hot", "ep_room", "ep_unknown"} {
-		if _, err := js.Publish(ctx, bus.DeliverySubject(tenant, ep), []byte("not a job")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	room := s.endpoints.get("ep_room")
-	room.avg.Store(int64(10 * time.Millisecond))
-	room.inFlight.Store(2)
-	room.waiting.Store(1) // one waits, the line holds two
-	hot.waiting.Store(2)  // the line is full
-	cons, err := js.CreateConsumer(ctx, bus.StreamDeliveries, jetstream.ConsumerConfig{
-		FilterSubject: bus.DeliveriesPrefix + tenant + ".>", AckPolicy: jetstream.AckExplicitPolicy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := cons.Fetch(3, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := map[string]bool{}
-	for m := range batch.Messages() {
-		refused[m.Subject()] = s.refuseEarly(m)
-		if !refused[m.Subject()] {
-			_ = m.Ack()
-		}
-	}
-	want := map[string]bool{bus.DeliverySubject(tenant, "ep_hot"): true, bus.DeliverySubject(tenant, "ep_room"): false,
-		bus.DeliverySubject(tenant, "ep_unknown"): false}
-	if fmt.Sprint(refused) != fmt.Sprint(want) {
-		t.Fatalf("refused early: %v, want %v", refused, want)
-	}
-	if _, ok := s.endpoints.m.Load("ep_unknown"); ok {
-		t.Fatal("a job of an endpoint unknown here left state behind")
-	}
-	m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
-	if err != nil {
-		t.Fatalf("the refused job did not come back: %v", err)
-	}
-	meta, err := m.Metadata()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Subject() != bus.DeliverySubject(tenant, "ep_hot") || meta.NumDelivered != 2 {
-		t.Fatalf("back: %s, delivery %d; want the hot endpoint's job, its second delivery", m.Subject(), meta.NumDelivered)
 	}
 }

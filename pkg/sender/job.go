@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/pkg/bus"
@@ -215,7 +213,6 @@ const leaseMargin = 5 * time.Second
 // is returned at once, as the limiter reported it.
 func (s *Sender) admit(ctx context.Context, ep *store.Endpoint, timeout time.Duration, size int, w *worker) (limit.Permit, limit.Verdict) {
 	var until time.Time
-	s.endpoints.get(ep.ID).rate.Store(int32(min(ep.RateLimit, math.MaxInt32)))
 	for {
 		permit, v := limit.Permit(nil), limit.Verdict{Allowed: true}
 		switch {
@@ -292,41 +289,8 @@ func (s *Sender) refused(ep *store.Endpoint, v limit.Verdict) delay {
 // endpoints.backoff), never less than floor, at most maxPace or the
 // schedule threshold.
 func (s *Sender) pace(ep *store.Endpoint, floor time.Duration) time.Duration {
-	return s.paceAt(ep.ID, ep.RateLimit, floor)
-}
-
-func (s *Sender) paceAt(endpoint string, rate int, floor time.Duration) time.Duration {
-	slot := s.endpoints.slotTime(endpoint, s.endpointCap, rate)
-	return s.endpoints.backoff(endpoint, slot, floor, min(maxPace, s.threshold), s.now())
-}
-
-// refuseEarly puts back a job fetched from DELIVERIES for an endpoint
-// whose line in this process is full (see endpoints.lineFull), before
-// decoding it: work would come to the same nak, at the same place in the
-// endpoint's virtual queue, after decoding the job, reading its endpoint
-// and asking the limits. At a hot endpoint with a backlog that is most
-// jobs' first fetch, so the refusal costs only the nak. The job's count,
-// and everything work checks first (a deleted, disabled or paused
-// endpoint), are as they were when it comes back.
-func (s *Sender) refuseEarly(msg jetstream.Msg) bool {
-	if s.endpointCap <= 0 {
-		return false
-	}
-	rest, ok := strings.CutPrefix(msg.Subject(), bus.DeliveriesPrefix)
-	if !ok {
-		return false
-	}
-	_, endpoint, ok := strings.Cut(rest, ".")
-	if !ok {
-		return false
-	}
-	full, rate := s.endpoints.lineFull(endpoint, s.endpointCap, len(msg.Data()))
-	if !full {
-		return false
-	}
-	delayed.WithLabelValues(limit.Concurrency.String()).Inc()
-	s.settle(msg.NakWithDelay(s.paceAt(endpoint, rate, 0)), "nak")
-	return true
+	slot := s.endpoints.slotTime(ep.ID, s.endpointCap, ep.RateLimit)
+	return s.endpoints.backoff(ep.ID, slot, floor, min(maxPace, s.threshold), s.now())
 }
 
 // wait puts back a job that made no attempt, with its count unchanged. A

@@ -397,10 +397,6 @@ func (s *Sender) consume(ctx context.Context, cc bus.SenderConsumerConfig, slots
 		got := 0
 		for msg := range batch.Messages() {
 			got++
-			if s.refuseEarly(msg) {
-				<-slots
-				continue
-			}
 			wg.Add(1)
 			go func() {
 				w := &worker{slots: slots, held: true}

@@ -150,9 +150,12 @@ func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
 	case DeadLetter:
 		rec.State = StateDead
 	}
-	if decision.Action == Ack && !s.releases(job) {
-		// The usual end: the ack follows the record, on the same
-		// connection, when the record's batch goes (see attemptlog).
+	// The usual end, a delivered job with nothing to release, is a plain
+	// ack: it follows the record, on the same connection, when the
+	// record's batch goes (see attemptlog). Every other end follows a
+	// record published at once.
+	plainAck := decision.Action == Ack && !s.releases(job)
+	if plainAck {
 		s.attempts.Record(rec, func() { s.settle(msg.Ack(), "ack") })
 	} else {
 		s.attempts.RecordNow(rec)
@@ -161,7 +164,7 @@ func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
 	case Ack:
 		outcomes.WithLabelValues("delivered").Inc()
 		latency.Observe(time.Since(time.UnixMilli(job.Event.AcceptedAtUnixMs)).Seconds())
-		if s.releases(job) {
+		if !plainAck {
 			s.finish(ctx, msg, job, log)
 		}
 	case Retry:

@@ -194,7 +194,7 @@ func (b *books) dups() int { return b.repeats + b.beyond + b.deadTwice }
 // reconcile compares the ledger with what the receiver got, the dead
 // letters the API lists per pair and, where the row allows unseen attempts,
 // Herald's own attempt records (number -> error class per pair).
-func (l *Ledger) reconcile(got map[pair]received, dead map[pair][]dlq.Entry, herald map[pair]map[int]string, allow allowance) books {
+func (l *Ledger) reconcile(got map[pair]received, dead map[pair][]dlq.Entry, herald map[pair]recorded, allow allowance) books {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := books{refused: l.refusedIDs, requests: map[string]int{}}
@@ -293,7 +293,7 @@ func (b *books) failures(allow allowance) []string {
 // check books one job: its requests g, its dead letters dls and Herald's
 // record of its attempts (only where unseen attempts are allowed). It
 // returns when the job reached its final state, and false if it did not.
-func (b *books) check(p pair, sp endpointSpec, g received, dls []dlq.Entry, herald map[int]string, allow allowance) (time.Time, bool) {
+func (b *books) check(p pair, sp endpointSpec, g received, dls []dlq.Entry, herald recorded, allow allowance) (time.Time, bool) {
 	nums := g.attempts()
 	b.requests[p.endpoint] += len(nums)
 	seen := map[int]int{}
@@ -320,7 +320,7 @@ func (b *books) check(p pair, sp endpointSpec, g received, dls []dlq.Entry, hera
 		b.deadTwice += deadTwice
 		ex := fmt.Sprintf("%s, %d dead letters", show, len(dls))
 		if herald != nil {
-			ex += fmt.Sprintf(", Herald recorded %v", herald) // each attempt's outcome class
+			ex += ", Herald recorded " + herald.explain(g) // each attempt's outcome class and timing
 		}
 		b.dupExamples = append(b.dupExamples, ex)
 	}
@@ -351,7 +351,7 @@ func (b *books) check(p pair, sp endpointSpec, g received, dls []dlq.Entry, hera
 		if seen[n] > 0 {
 			continue
 		}
-		if allow.unseen != "" && (herald[n] == "connection" || herald[n] == "timeout") {
+		if allow.unseen != "" && (herald[n].class == "connection" || herald[n].class == "timeout") {
 			b.unseen++
 			continue
 		}
@@ -419,10 +419,42 @@ func (b *books) checkDead(show string, sp endpointSpec, g received, dls []dlq.En
 	}
 }
 
+// heraldAttempt is Herald's own record of one attempt, as ATTEMPTS holds it.
+type heraldAttempt struct {
+	class   string        // the outcome class: "none" for a 2xx
+	at      time.Time     // when the sender began the attempt
+	latency time.Duration // how long the request took, as the sender measured it
+}
+
+// recorded is Herald's record of a pair's attempts, by attempt number.
+type recorded map[int]heraldAttempt
+
+// explain shows each recorded attempt's class and, beside it, how long
+// after Herald began it the receiver saw its request (arrivals in g, the
+// first of each number): when a healthy attempt timed out, it tells a
+// request that reached the receiver late (the sender's side, or the
+// machine) from one the receiver was slow to answer.
+func (r recorded) explain(g received) string {
+	nums := make([]int, 0, len(r))
+	for n := range r {
+		nums = append(nums, n)
+	}
+	slices.Sort(nums)
+	parts := make([]string, 0, len(nums))
+	for _, n := range nums {
+		a := r[n]
+		part := fmt.Sprintf("%d:%s in %s", n, a.class, a.latency.Round(time.Millisecond))
+		if i := slices.IndexFunc(g.requests, func(q request) bool { return q.attempt == n }); i >= 0 {
+			part += fmt.Sprintf(" (reached the receiver %s after it began)", g.requests[i].at.Sub(a.at).Round(time.Millisecond))
+		}
+		parts = append(parts, part)
+	}
+	return "[" + strings.Join(parts, "; ") + "]"
+}
+
 // attemptRecords reads Herald's ATTEMPTS stream for tenant: per pair, the
-// error class of each attempt number ("none" for a 2xx). keys maps
-// endpoint ids to receiver keys.
-func attemptRecords(js jetstream.JetStream, tenant string, keys map[string]string) (map[pair]map[int]string, error) {
+// record of each attempt number. keys maps endpoint ids to receiver keys.
+func attemptRecords(js jetstream.JetStream, tenant string, keys map[string]string) (map[pair]recorded, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	subj := bus.AttemptSubject(tenant, ">")
@@ -438,7 +470,7 @@ func attemptRecords(js jetstream.JetStream, tenant string, keys map[string]strin
 	for _, c := range info.State.Subjects {
 		n += int(c)
 	}
-	out := map[pair]map[int]string{}
+	out := map[pair]recorded{}
 	if n == 0 {
 		return out, nil
 	}
@@ -458,9 +490,13 @@ func attemptRecords(js jetstream.JetStream, tenant string, keys map[string]strin
 		for _, a := range recs {
 			p := pair{a.EventId, keys[a.EndpointId]}
 			if out[p] == nil {
-				out[p] = map[int]string{}
+				out[p] = recorded{}
 			}
-			out[p][int(a.Number)] = a.ErrorClass
+			out[p][int(a.Number)] = heraldAttempt{
+				class:   a.ErrorClass,
+				at:      time.UnixMilli(a.AtUnixMs),
+				latency: time.Duration(a.LatencyUs) * time.Microsecond,
+			}
 		}
 	}
 	return out, nil

@@ -430,8 +430,7 @@ type heraldAttempt struct {
 type recorded map[int]heraldAttempt
 
 // explain shows each recorded attempt's class and, beside it, how long
-// after Herald began it the receiver saw its request (arrivals in g, the
-// first of each number): when a healthy attempt timed out, it tells a
+// after Herald began it the receiver saw its request (arrivals in g): when a healthy attempt timed out, it tells a
 // request that reached the receiver late (the sender's side, or the
 // machine) from one the receiver was slow to answer.
 func (r recorded) explain(g received) string {
@@ -444,8 +443,17 @@ func (r recorded) explain(g received) string {
 	for _, n := range nums {
 		a := r[n]
 		part := fmt.Sprintf("%d:%s in %s", n, a.class, a.latency.Round(time.Millisecond))
-		if i := slices.IndexFunc(g.requests, func(q request) bool { return q.attempt == n }); i >= 0 {
-			part += fmt.Sprintf(" (reached the receiver %s after it began)", g.requests[i].at.Sub(a.at).Round(time.Millisecond))
+		// A number sent twice (a repeat) has several arrivals: the one
+		// nearest to when Herald began the attempt it recorded is its own.
+		var near time.Duration
+		found := false
+		for _, q := range g.requests {
+			if d := q.at.Sub(a.at); q.attempt == n && (!found || d.Abs() < near.Abs()) {
+				near, found = d, true
+			}
+		}
+		if found {
+			part += fmt.Sprintf(" (reached the receiver %s after it began)", near.Round(time.Millisecond))
 		}
 		parts = append(parts, part)
 	}

@@ -44,7 +44,7 @@ func TestConcurrencyCapAcrossSenders(t *testing.T) {
 	l := startLoad(ctx, s.API, tn.APIKey, events, 16)
 	l.wait(t)
 	testenv.Eventually(t, 10*time.Second, func() bool { return slow.MaxInFlight() >= limit },
-		"the slow endpoint never had %d requests in flight (max %s)", limit, lazy(func() string { return strconv.Itoa(slow.MaxInFlight()) }))
+		"the slow endpoint never had %d requests in flight (max %s)", limit, testenv.Lazy(func() string { return strconv.Itoa(slow.MaxInFlight()) }))
 
 	// Isolation: while the slow endpoint's backlog waits for its cap, a
 	// second endpoint's events go through at once.
@@ -110,7 +110,7 @@ func TestBreakerAcrossSenders(t *testing.T) {
 	s.API.PostEvent(t, tn.APIKey, "brk-00", "order.paid", `{}`)
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		return len(hook.Finished()) >= 3 && SumMetric(t, s.Senders, "herald_breaker_transitions_total", `to="open"`) >= 1
-	}, "no three failures and breaker opening: %s requests", lazy(func() string { return strconv.Itoa(len(hook.Reqs())) }))
+	}, "no three failures and breaker opening: %s requests", testenv.Lazy(func() string { return strconv.Itoa(len(hook.Reqs())) }))
 	first := hook.Reqs()
 	for i, r := range first[:3] {
 		if r.ID != "brk-00" || r.Attempt != i+1 || r.Status != http.StatusInternalServerError {
@@ -387,7 +387,7 @@ func TestDeliveryRules(t *testing.T) {
 				var ok bool
 				hist, ok = s.API.AttemptHistory(tn.APIKey, ep.ID)
 				return ok && len(hist) >= 2
-			}, "%s: attempt history has not 2 attempts: %+v", f.name, lazy(func() string { return fmt.Sprintf("%+v", hist) }))
+			}, "%s: attempt history has not 2 attempts: %+v", f.name, testenv.Lazy(func() string { return fmt.Sprintf("%+v", hist) }))
 			slices.SortFunc(hist, func(a, b AttemptView) int { return a.Attempt - b.Attempt })
 			if len(hist) != 2 {
 				t.Errorf("%s: %d attempts in the history, want 2: %+v", f.name, len(hist), hist)

@@ -238,7 +238,7 @@ func (b *Bus) WaitQuiet(t testing.TB, tenant string, within time.Duration) {
 		}
 		pending, err = b.Jobs(ctx, tenant)
 		return err == nil && pending == 0
-	}, "%s", lazy(func() string {
+	}, "%s", testenv.Lazy(func() string {
 		return fmt.Sprintf("not quiet: router ack floor %d (want >= %d), %d job(s) of tenant %s in DELIVERIES", floor, last, pending, tenant)
 	}))
 }

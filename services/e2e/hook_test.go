@@ -193,7 +193,7 @@ func (h *Hook) WaitDelivered(t testing.TB, within time.Duration, ids ...string) 
 		}
 		return m
 	}
-	testenv.Eventually(t, within, func() bool { return len(missing()) == 0 }, "%s", lazy(func() string {
+	testenv.Eventually(t, within, func() bool { return len(missing()) == 0 }, "%s", testenv.Lazy(func() string {
 		m := missing()
 		if len(m) > 10 {
 			return fmt.Sprintf("%d of %d events not delivered, e.g. %v", len(m), len(ids), m[:10])

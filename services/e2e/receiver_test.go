@@ -299,7 +299,7 @@ func (r *Receiver) Missing(want []string) []string {
 // WaitDelivered waits until every id was delivered at least once.
 func (r *Receiver) WaitDelivered(t testing.TB, within time.Duration, ids ...string) {
 	t.Helper()
-	testenv.Eventually(t, within, func() bool { return len(r.Missing(ids)) == 0 }, "%s", lazy(func() string {
+	testenv.Eventually(t, within, func() bool { return len(r.Missing(ids)) == 0 }, "%s", testenv.Lazy(func() string {
 		m := r.Missing(ids)
 		sort.Strings(m)
 		if len(m) > 10 {
@@ -308,8 +308,3 @@ func (r *Receiver) WaitDelivered(t testing.TB, within time.Duration, ids ...stri
 		return fmt.Sprintf("events not delivered: %v", m)
 	}))
 }
-
-// lazy formats its message only when printed.
-type lazy func() string
-
-func (l lazy) String() string { return l() }

@@ -86,7 +86,7 @@ func TestEndpointStates(t *testing.T) {
 	}
 	var v endpointView
 	testenv.Eventually(t, 15*time.Second, func() bool { v = get(); return v.Backlog != nil && v.Backlog.Count == 20 },
-		"%s", lazy(func() string { return fmt.Sprintf("backlog %+v, want 20 held", v.Backlog) }))
+		"%s", testenv.Lazy(func() string { return fmt.Sprintf("backlog %+v, want 20 held", v.Backlog) }))
 	if v.Backlog.OldestAt == nil || time.Since(*v.Backlog.OldestAt) > time.Minute {
 		t.Fatalf("backlog oldest_at %v, want the first hold's time", v.Backlog.OldestAt)
 	}
@@ -127,7 +127,7 @@ func TestEndpointStates(t *testing.T) {
 		var ok bool
 		dl, ok = h.API.DLQ(tn.APIKey, ep.ID)
 		return ok && len(dl) == len(skipped)
-	}, "%s", lazy(func() string { return fmt.Sprintf("%d dead letters, want %d skipped", len(dl), len(skipped)) }))
+	}, "%s", testenv.Lazy(func() string { return fmt.Sprintf("%d dead letters, want %d skipped", len(dl), len(skipped)) }))
 	entries := skippedEntries(t, h.API, tn.APIKey, ep.ID)
 	for _, e := range entries {
 		if !e.Skipped || !strings.HasPrefix(e.Reason, "endpoint disabled") || len(e.Attempts) != 0 {
@@ -136,7 +136,7 @@ func TestEndpointStates(t *testing.T) {
 	}
 	var d deliveryState
 	testenv.Eventually(t, 10*time.Second, func() bool { d = deliveryOf(h.API, tn.APIKey, "skipped-0", ep.ID); return d.State == "skipped" },
-		"%s", lazy(func() string { return fmt.Sprintf("GET /v1/events/skipped-0: %+v, want skipped", d) }))
+		"%s", testenv.Lazy(func() string { return fmt.Sprintf("GET /v1/events/skipped-0: %+v, want skipped", d) }))
 	if !strings.HasPrefix(d.Reason, "endpoint disabled") {
 		t.Errorf("skipped reason %q", d.Reason)
 	}
@@ -162,7 +162,7 @@ func TestEndpointStates(t *testing.T) {
 		}
 	}
 	testenv.Eventually(t, 10*time.Second, func() bool { d = deliveryOf(h.API, tn.APIKey, "skipped-0", ep.ID); return d.State == "delivered" },
-		"%s", lazy(func() string { return fmt.Sprintf("GET /v1/events/skipped-0 after recover: %+v, want delivered", d) }))
+		"%s", testenv.Lazy(func() string { return fmt.Sprintf("GET /v1/events/skipped-0 after recover: %+v, want delivered", d) }))
 }
 
 // skippedEntry is a dead letter as GET /v1/dlq lists it, with its flag.

@@ -76,7 +76,7 @@ func beginAt(t *testing.T, s *Stack, rate int) *run {
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		owed, got = r.led.Jobs("ok"), r.rcv.Delivered("ok")
 		return got >= rate/2 && owed-got < rate/2
-	}, "%s", lazy(func() string {
+	}, "%s", testenv.Lazy(func() string {
 		return fmt.Sprintf("no steady state before the fault: %d jobs owed to the healthy endpoint, %d delivered", owed, got)
 	}))
 	time.Sleep(warmUp)
@@ -181,7 +181,7 @@ func (r *run) finish(fault string, allow allowance) {
 	testenv.Eventually(t, 15*time.Second, func() bool {
 		dead, err = r.deadLetters(keys...)
 		return err == nil
-	}, "%s", lazy(func() string { return fmt.Sprintf("read the DLQ through the API: %v", err) }))
+	}, "%s", testenv.Lazy(func() string { return fmt.Sprintf("read the DLQ through the API: %v", err) }))
 	// Herald's own record of each attempt: the unseen allowance checks it,
 	// and a failure names each duplicate's outcome classes with it.
 	herald, err := attemptRecords(r.s.JS, r.tenant.ID, r.keys)
@@ -289,7 +289,7 @@ func (r *run) waitAccountedFor(t *testing.T, within time.Duration) {
 			}
 		}
 		return false
-	}, "%s", lazy(func() string {
+	}, "%s", testenv.Lazy(func() string {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%d jobs neither delivered nor dead-lettered:", len(left))
 		got := r.rcv.snapshot()
@@ -410,7 +410,7 @@ func (r *run) waitQuiet(t *testing.T, within time.Duration) {
 		}
 		due = int(dc.CachedInfo().NumPending) + dc.CachedInfo().NumAckPending
 		return floor >= last && jobs == 0 && retries == 0 && due == 0
-	}, "%s", lazy(func() string {
+	}, "%s", testenv.Lazy(func() string {
 		return fmt.Sprintf("not quiet: router ack floor %d of %d, %d jobs left in DELIVERIES, %d retries scheduled, %d fired retries not yet acked", floor, last, jobs, retries, due)
 	}))
 }
@@ -536,8 +536,3 @@ func logLines(p *testenv.Process, subs ...string) []string {
 	}
 	return out
 }
-
-// lazy formats its message only when printed.
-type lazy func() string
-
-func (l lazy) String() string { return l() }

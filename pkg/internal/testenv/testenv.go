@@ -95,6 +95,12 @@ func Eventually(t testing.TB, within time.Duration, cond func() bool, msgAndArgs
 	}
 }
 
+// Lazy is a message argument of Eventually formatted only when printed:
+// it shows the state at the deadline, not when the wait began.
+type Lazy func() string
+
+func (l Lazy) String() string { return l() }
+
 func formatMsg(msgAndArgs []any) string {
 	if len(msgAndArgs) == 0 {
 		return "(no message)"

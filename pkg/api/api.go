@@ -62,6 +62,9 @@ type Store interface {
 type History interface {
 	Attempts(ctx context.Context, tenant, endpoint string, q history.Query) (history.Page, error)
 	Event(ctx context.Context, tenant, id string) (history.Event, error)
+	// EventData reads an event's data, which Event leaves unread when it
+	// is kept out of the event (a large body).
+	EventData(ctx context.Context, ev history.Event) (json.RawMessage, error)
 	// Record stores an attempt made by the API itself (a test send).
 	Record(ctx context.Context, a *heraldv1.Attempt) error
 	// Counts returns, per endpoint named, how its attempts since then went.

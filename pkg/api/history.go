@@ -118,7 +118,12 @@ func (s *Server) getEvent(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	v := eventView{ID: ev.ID, Type: ev.Type, EndpointID: ev.EndpointID, Data: ev.Data, Deliveries: deliveries}
+	data, err := s.history.EventData(r.Context(), ev)
+	if err != nil {
+		s.historyError(w, r, err, "event")
+		return
+	}
+	v := eventView{ID: ev.ID, Type: ev.Type, EndpointID: ev.EndpointID, Data: data, Deliveries: deliveries}
 	if !ev.AcceptedAt.IsZero() {
 		v.AcceptedAt = &ev.AcceptedAt
 	}

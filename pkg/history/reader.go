@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/pkg/bus"
+	"github.com/heraldhq/herald/pkg/payload"
 	"github.com/heraldhq/herald/pkg/router"
 	"github.com/heraldhq/herald/pkg/store"
 	heraldv1 "github.com/heraldhq/herald/proto/herald/v1"
@@ -20,18 +21,33 @@ import (
 )
 
 // Reader answers history queries: from the index, and for an event's body
-// from EVENTS by the sequence the index recorded.
+// from EVENTS by the sequence the index recorded (and from the payload
+// store, for data kept out of the event).
 type Reader struct {
-	idx Index
-	js  jetstream.JetStream
+	idx      Index
+	js       jetstream.JetStream
+	payloads *payload.Store
 
 	mu     sync.Mutex
 	events jetstream.Stream
 }
 
+// ReaderOption configures a Reader.
+type ReaderOption func(*Reader)
+
+// WithPayloads lets EventData read the data of events whose body is kept
+// in the payload store (data above its inline threshold).
+func WithPayloads(p *payload.Store) ReaderOption { return func(r *Reader) { r.payloads = p } }
+
 // NewReader returns a Reader over idx; js fetches event bodies and records
 // test attempts.
-func NewReader(idx Index, js jetstream.JetStream) *Reader { return &Reader{idx: idx, js: js} }
+func NewReader(idx Index, js jetstream.JetStream, opts ...ReaderOption) *Reader {
+	r := &Reader{idx: idx, js: js}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
 
 // Attempts lists an endpoint's attempts, newest first. A time range
 // starts the index's read at its end (Until) and stops it at its start
@@ -90,8 +106,13 @@ type Event struct {
 	// AcceptedAt is zero when the event itself is unknown (a test send, or
 	// an event older than the events' retention): only its attempts are.
 	AcceptedAt time.Time
-	// Data is the producer's JSON; nil once the event left EVENTS.
-	Data        json.RawMessage
+	// Data is the producer's JSON; nil once the event left EVENTS, and
+	// nil when the data is kept out of the event (see DataRef).
+	Data json.RawMessage
+	// DataRef names the data kept in the payload store, for data above its
+	// inline threshold; EventData reads it. Event leaves it unread: most
+	// callers want the event's state, not a body of up to 5 MiB.
+	DataRef     *heraldv1.PayloadRef
 	Attempts    []Attempt
 	DeadLetters []DeadLetter
 }
@@ -112,7 +133,7 @@ func (r *Reader) Event(ctx context.Context, tenant, id string) (Event, error) {
 	if rec := en.Record; rec != nil {
 		ev.Type, ev.EndpointID, ev.AcceptedAt = rec.Type, rec.EndpointID, rec.AcceptedAt
 		if stored, err := r.fetch(ctx, tenant, id, rec.Seq); err == nil {
-			ev.Data = json.RawMessage(stored.Data)
+			ev.Data, ev.DataRef = json.RawMessage(stored.Data), stored.PayloadRef
 		} else if !errors.Is(err, ErrNotFound) {
 			return Event{}, err
 		}
@@ -120,6 +141,25 @@ func (r *Reader) Event(ctx context.Context, tenant, id string) (Event, error) {
 		ev.Type = ev.Attempts[0].EventType
 	}
 	return ev, nil
+}
+
+// EventData is ev's data: the producer's JSON as the event holds it, or,
+// for data kept out of the event, as the payload store holds it. It is nil
+// when the event left EVENTS, or when its body was released (a large
+// event's body goes once every endpoint that needed it was delivered) or
+// this Reader has no payload store.
+func (r *Reader) EventData(ctx context.Context, ev Event) (json.RawMessage, error) {
+	if ev.DataRef == nil || r.payloads == nil {
+		return ev.Data, nil
+	}
+	b, err := r.payloads.Get(ctx, ev.DataRef)
+	if payload.Permanent(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("event body: %w", err)
+	}
+	return json.RawMessage(b), nil
 }
 
 func (r *Reader) stream(ctx context.Context) (jetstream.Stream, error) {

@@ -438,6 +438,56 @@ func TestLargePayloads(t *testing.T) {
 		}
 	})
 
+	// GET /v1/events/{id} shows a large event's data, read from the
+	// payload store, for as long as a delivery still needs the body (here
+	// a dead letter, kept for its replay); once every endpoint was
+	// delivered and the body released, data is null, as documented.
+	t.Run("EventShowsLargeData", func(t *testing.T) {
+		t.Parallel()
+		tn, key := e.tenant(t)
+		failing := newPLReceiver(t)
+		failing.setStatus(http.StatusInternalServerError)
+		e.endpoint(t, key, failing, map[string]any{"max_attempts": 1})
+		data := bigData(t, 200<<10) // above the 64 KiB inline threshold
+		e.post(t, key, "big-dead", "report.ready", data)
+		testenv.Eventually(t, 30*time.Second, func() bool { return len(e.deadLetters(t, tn)) == 1 },
+			"the failing endpoint's event was not dead-lettered")
+		// The history projects the event after it was stored: wait until
+		// GET knows it (its accepted_at set), then read its data.
+		eventData := func(key, id string) json.RawMessage {
+			t.Helper()
+			var v struct {
+				AcceptedAt *time.Time      `json:"accepted_at"`
+				Data       json.RawMessage `json:"data"`
+			}
+			var status int
+			var out []byte
+			testenv.Eventually(t, 10*time.Second, func() bool {
+				v.AcceptedAt = nil
+				status, out = e.do(t, "GET", "/v1/events/"+id, key, nil)
+				return status == http.StatusOK && json.Unmarshal(out, &v) == nil && v.AcceptedAt != nil
+			}, "%s", testenv.Lazy(func() string { return fmt.Sprintf("GET /v1/events/%s: %d %.200s", id, status, out) }))
+			return v.Data
+		}
+		if got := eventData(key, "big-dead"); !bytes.Equal(got, data) {
+			t.Fatalf("GET /v1/events/big-dead shows %d bytes of data (%.40q), want the %d sent", len(got), got, len(data))
+		}
+		if len(e.objects(t, tn)) != 1 {
+			t.Fatal("reading the event's data changed the payload store")
+		}
+
+		tn2, key2 := e.tenant(t)
+		ok := newPLReceiver(t)
+		e.endpoint(t, key2, ok, nil)
+		e.post(t, key2, "big-done", "report.ready", data)
+		ok.wait(t, 30*time.Second, "big-done")
+		testenv.Eventually(t, 10*time.Second, func() bool { return len(e.objects(t, tn2)) == 0 },
+			"body kept after its only job was delivered")
+		if got := eventData(key2, "big-done"); string(got) != "null" {
+			t.Fatalf("GET /v1/events/big-done after its body was released shows %.40q, want null", got)
+		}
+	})
+
 	t.Run("TooLargeStoresNothing", func(t *testing.T) {
 		t.Parallel()
 		tn, key := e.tenant(t)

@@ -126,7 +126,7 @@ func (b *base) apiRole(ctx context.Context) (http.Handler, []part, error) {
 	}
 	aopts = append(aopts, testSendLimits(cfg, b.rdb, b.limits, log)...)
 	if b.hidx != nil {
-		aopts = append(aopts, api.WithHistory(history.NewReader(b.hidx, b.js)))
+		aopts = append(aopts, api.WithHistory(history.NewReader(b.hidx, b.js, history.WithPayloads(b.payloads))))
 	}
 	// Dead letters: listing, replays, recover and resend.
 	var dq *dlq.Service

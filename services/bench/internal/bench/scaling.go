@@ -118,6 +118,12 @@ type Traffic struct {
 	// refusal, as a delayed nak) and jobs handed a slot in process after
 	// a refusal. They show the cap's churn where no server can be read.
 	Senders map[string]float64 `json:"sender_counts_per_delivery,omitempty"`
+	// AttemptsPerDelivery and AttemptMeanMs are the senders' HTTP attempts
+	// (herald_attempt_duration_seconds) per delivery and their mean
+	// duration. Beside a cap's slots and the throughput they say how much
+	// of a slot's turn (cap ÷ deliveries/s) is the request itself.
+	AttemptsPerDelivery float64 `json:"attempts_per_delivery,omitempty"`
+	AttemptMeanMs       float64 `json:"attempt_mean_ms,omitempty"`
 }
 
 // senderCounters are the sender metrics Traffic counts, by the name it
@@ -128,11 +134,19 @@ var senderCounters = map[string]string{
 	"handoffs": `herald_sender_handoffs_total`,
 }
 
+// attemptSeries are the attempt histogram's count and sum, read like
+// senderCounters but reported apart (see Traffic.AttemptMeanMs).
+var attemptSeries = map[string]string{
+	"count": `herald_attempt_duration_seconds_count`,
+	"sum":   `herald_attempt_duration_seconds_sum`,
+}
+
 type trafficSample struct {
-	redis   map[string]int64 // calls by command, and "used_memory" in bytes
-	nats    *natsVarz
-	cpu     cpuTimes
-	senders map[string]float64 // senderCounters, summed over the processes
+	redis    map[string]int64 // calls by command, and "used_memory" in bytes
+	nats     *natsVarz
+	cpu      cpuTimes
+	senders  map[string]float64 // senderCounters, summed over the processes
+	attempts map[string]float64 // attemptSeries, summed likewise
 }
 
 // meter measures a load phase: the counters before and when the drain
@@ -293,14 +307,8 @@ func readTraffic(st *Stack) trafficSample {
 		if !p.Herald || p.URL == "" {
 			continue
 		}
-		if v, err := counters(p.URL+"/metrics", senderCounters); err == nil {
-			if s.senders == nil {
-				s.senders = map[string]float64{}
-			}
-			for k, n := range v {
-				s.senders[k] += n
-			}
-		}
+		s.senders = addCounters(s.senders, p.URL+"/metrics", senderCounters)
+		s.attempts = addCounters(s.attempts, p.URL+"/metrics", attemptSeries)
 	}
 	if st.RedisAddr != "" {
 		s.redis, _ = redisInfo(st.RedisAddr)
@@ -323,7 +331,7 @@ func readTraffic(st *Stack) trafficSample {
 // since is the traffic from s0 to s, per delivery too; nil when nothing
 // was read.
 func (s trafficSample) since(s0 trafficSample, delivered int) *Traffic {
-	if s.redis == nil && s.nats == nil && s.cpu.total == 0 && s.senders == nil {
+	if s.redis == nil && s.nats == nil && s.cpu.total == 0 && s.senders == nil && s.attempts == nil {
 		return nil
 	}
 	t := &Traffic{}
@@ -360,7 +368,29 @@ func (s trafficSample) since(s0 trafficSample, delivered int) *Traffic {
 			t.Senders[k] = round2((n - s0.senders[k]) / float64(delivered))
 		}
 	}
+	if s.attempts != nil && s0.attempts != nil && delivered > 0 {
+		if n := s.attempts["count"] - s0.attempts["count"]; n > 0 {
+			t.AttemptsPerDelivery = round2(n / float64(delivered))
+			t.AttemptMeanMs = round2((s.attempts["sum"] - s0.attempts["sum"]) / n * 1000)
+		}
+	}
 	return t
+}
+
+// addCounters adds the series of want read from a /metrics page at url to
+// into (made when nil); a page that cannot be read adds nothing.
+func addCounters(into map[string]float64, url string, want map[string]string) map[string]float64 {
+	v, err := counters(url, want)
+	if err != nil {
+		return into
+	}
+	if into == nil {
+		into = map[string]float64{}
+	}
+	for k, n := range v {
+		into[k] += n
+	}
+	return into
 }
 
 // usedMemory is the key of Redis's used_memory in what redisInfo returns.

@@ -289,3 +289,17 @@ func TestScalingRows(t *testing.T) {
 		t.Fatalf("rows %q, want %q", strings.Join(got, "|"), want)
 	}
 }
+
+// The attempts' mean is the histogram's sum over its count within the
+// phase, not over the deliveries: retries count as attempts.
+func TestTrafficAttempts(t *testing.T) {
+	s0 := trafficSample{attempts: map[string]float64{"count": 10, "sum": 1.0}}
+	s := trafficSample{attempts: map[string]float64{"count": 210, "sum": 1.5}}
+	tr := s.since(s0, 100)
+	if tr == nil || tr.AttemptsPerDelivery != 2 || tr.AttemptMeanMs != 2.5 {
+		t.Fatalf("traffic %+v, want 2 attempts per delivery of 2.5 ms", tr)
+	}
+	if line := trafficLine(tr); !strings.Contains(line, "HTTP attempts 2.00 of 2.50 ms on average") {
+		t.Fatalf("traffic line %q", line)
+	}
+}

@@ -148,6 +148,9 @@ func trafficLine(t *Traffic) string {
 			parts = append(parts, fmt.Sprintf("jobs %s %.2f", k, v))
 		}
 	}
+	if t.AttemptsPerDelivery > 0 {
+		parts = append(parts, fmt.Sprintf("HTTP attempts %.2f of %.2f ms on average", t.AttemptsPerDelivery, t.AttemptMeanMs))
+	}
 	if len(parts) == 0 {
 		return ""
 	}

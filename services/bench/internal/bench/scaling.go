@@ -141,6 +141,19 @@ var attemptSeries = map[string]string{
 	"sum":   `herald_attempt_duration_seconds_sum`,
 }
 
+// processSeries is every series a sample reads from a Herald process's
+// /metrics page (senderCounters and attemptSeries; their keys differ), so
+// that the page is read once.
+var processSeries = func() map[string]string {
+	m := map[string]string{}
+	for _, from := range []map[string]string{senderCounters, attemptSeries} {
+		for k, v := range from {
+			m[k] = v
+		}
+	}
+	return m
+}()
+
 type trafficSample struct {
 	redis    map[string]int64 // calls by command, and "used_memory" in bytes
 	nats     *natsVarz
@@ -307,8 +320,12 @@ func readTraffic(st *Stack) trafficSample {
 		if !p.Herald || p.URL == "" {
 			continue
 		}
-		s.senders = addCounters(s.senders, p.URL+"/metrics", senderCounters)
-		s.attempts = addCounters(s.attempts, p.URL+"/metrics", attemptSeries)
+		v, err := counters(p.URL+"/metrics", processSeries)
+		if err != nil {
+			continue
+		}
+		s.senders = addCounters(s.senders, v, senderCounters)
+		s.attempts = addCounters(s.attempts, v, attemptSeries)
 	}
 	if st.RedisAddr != "" {
 		s.redis, _ = redisInfo(st.RedisAddr)
@@ -377,18 +394,16 @@ func (s trafficSample) since(s0 trafficSample, delivered int) *Traffic {
 	return t
 }
 
-// addCounters adds the series of want read from a /metrics page at url to
-// into (made when nil); a page that cannot be read adds nothing.
-func addCounters(into map[string]float64, url string, want map[string]string) map[string]float64 {
-	v, err := counters(url, want)
-	if err != nil {
-		return into
-	}
+// addCounters adds to into (made when nil) the values in v of want's keys
+// that the page had.
+func addCounters(into, v map[string]float64, want map[string]string) map[string]float64 {
 	if into == nil {
 		into = map[string]float64{}
 	}
-	for k, n := range v {
-		into[k] += n
+	for k := range want {
+		if n, ok := v[k]; ok {
+			into[k] += n
+		}
 	}
 	return into
 }

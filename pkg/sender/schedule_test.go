@@ -2,7 +2,6 @@ package sender
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -66,15 +65,10 @@ func publishJob(t *testing.T, js jetstream.JetStream, endpointID, eventID string
 	}
 }
 
-// closedURL is an address where nothing listens: every attempt fails fast.
+// closedURL is an address where every connection is refused for the whole
+// test: every attempt fails fast.
 func closedURL(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return "http://" + addr + "/dead"
+	return "http://127.0.0.1:" + strconv.Itoa(testenv.ClosedPort(t)) + "/dead"
 }
 
 type arrivals struct {

@@ -349,7 +349,7 @@ func TestDeliveryRules(t *testing.T) {
 		failures := []*failure{
 			{name: "timeout", class: "timeout", extra: map[string]any{"timeout_ms": 1000},
 				hook: NewHook(t, func(int, *HookReq) Reply { return Reply{Delay: 5 * time.Second} })},
-			{name: "refused", class: "connection", url: "http://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) + "/hook"},
+			{name: "refused", class: "connection", url: "http://127.0.0.1:" + strconv.Itoa(testenv.ClosedPort(t)) + "/hook"},
 			{name: "redirect", class: "redirect", status: http.StatusFound,
 				hook: NewHook(t, func(int, *HookReq) Reply {
 					return Reply{Status: http.StatusFound, Header: map[string]string{"Location": target.URL()}}

@@ -2,11 +2,14 @@ package testenv_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -269,5 +272,22 @@ func TestFlushRedis(t *testing.T) {
 	}
 	if n, err := rdb.DBSize(ctx(t)).Result(); err != nil || n != 0 {
 		t.Fatalf("after FlushRedis: %d keys, %v; want none", n, err)
+	}
+}
+
+// A closed port refuses connections, and no server can take it while the
+// test runs: the refusal a test asks for cannot turn into an answer.
+func TestClosedPort(t *testing.T) {
+	port := testenv.ClosedPort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("dial %s: connected, want refused", addr)
+	} else if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial %s: %v, want connection refused", addr, err)
+	}
+	if l, err := net.Listen("tcp", addr); err == nil {
+		l.Close()
+		t.Fatalf("listen on %s: a server could take the closed port", addr)
 	}
 }

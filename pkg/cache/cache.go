@@ -38,6 +38,10 @@ var (
 		Name: "herald_cache_lookups_total",
 		Help: "Endpoint lookups by the layer that answered: local, redis or store.",
 	}, []string{"layer"})
+	currentWaits = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "herald_cache_current_timeouts_total",
+		Help: "Waits for the endpoint change watch to apply the last change that timed out; the router retries the events concerned.",
+	})
 	redisUp = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "herald_cache_redis_up",
 		Help: "1 while the Redis cache answers, 0 while lookups fall back to the store.",
@@ -81,6 +85,14 @@ type Cache struct {
 	changes atomic.Uint64
 	// onChange is told of every invalidation (see OnChange).
 	onChange []func(tenant string)
+
+	// applied is the bucket stream's sequence up to which the watch has
+	// applied endpoint changes; advanced is closed when it grows (both
+	// under amu). rounds runs Current's checks. See current.go.
+	amu      sync.Mutex
+	applied  uint64
+	advanced chan struct{}
+	rounds   rounds
 }
 
 type entry struct {
@@ -123,7 +135,7 @@ func WithTTL(d time.Duration) Option { return func(c *Cache) { c.ttl = d } }
 // New returns a cache over src whose in-process layer is invalidated by
 // watching kv. Call Run to start the watch.
 func New(src Source, kv jetstream.KeyValue, opts ...Option) *Cache {
-	c := &Cache{src: src, kv: kv, ttl: 5 * time.Minute, log: zerolog.Nop(), local: map[string]*entry{}, started: make(chan struct{})}
+	c := &Cache{src: src, kv: kv, ttl: 5 * time.Minute, log: zerolog.Nop(), local: map[string]*entry{}, started: make(chan struct{}), advanced: make(chan struct{})}
 	for _, o := range opts {
 		o(c)
 	}
@@ -209,14 +221,18 @@ func (c *Cache) watchStream(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch endpoints: %w", err)
 	}
+	start := st.CachedInfo().State.LastSeq
 	oc, err := c.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{prefix + store.WatchPattern},
+		FilterSubjects: []string{c.changeSubjects()},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    st.CachedInfo().State.LastSeq + 1,
+		OptStartSeq:    start + 1,
 	})
 	if err != nil {
 		return fmt.Errorf("watch endpoints: %w", err)
 	}
+	// Set before the first change can arrive: the watch is not ready yet,
+	// so nothing is served from what it has not applied.
+	c.apply(start, true)
 	// Any error (missed heartbeats, a lost connection or consumer) may
 	// hide a change: restart the watch rather than wait for the consumer's
 	// own reset, whose backoff grows to 10 s.
@@ -224,6 +240,9 @@ func (c *Cache) watchStream(ctx context.Context) error {
 	cc, err := oc.Consume(func(m jetstream.Msg) {
 		if tenant, ok := store.TenantOfKey(strings.TrimPrefix(m.Subject(), prefix)); ok {
 			c.Invalidate(ctx, tenant)
+		}
+		if meta, err := m.Metadata(); err == nil {
+			c.apply(meta.Sequence.Stream, false)
 		}
 	}, jetstream.PullHeartbeat(time.Second), jetstream.PullExpiry(5*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,5 +160,88 @@ func TestOnChangeHearsWatchedChanges(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("OnChange not told of a change made in the store")
+	}
+}
+
+// TestCurrentSeesChangesStoredBefore: a change written straight to the store
+// (another process's API) is in what the cache serves once Current returns,
+// however soon after the write it is read. Without Current, the local layer
+// answered with the tenant's endpoints from before the change until the
+// watch caught up, and the router matched an event sent right after its
+// endpoint was created against them: the event went nowhere.
+func TestCurrentSeesChangesStoredBefore(t *testing.T) {
+	js := testenv.JetStream(t)
+	ctx := testCtx(t)
+	st, err := store.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cache.New(st, st.KV(), cache.WithJetStream(js))
+	run(t, c)
+	tn, _, err := st.CreateTenant(ctx, "A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		// The tenant is in the local layer before each change...
+		if _, err := c.Endpoints(ctx, tn.ID); err != nil {
+			t.Fatal(err)
+		}
+		ep, err := st.CreateEndpoint(ctx, tn.ID, store.Endpoint{Name: "e", URL: "https://example.com/h", Events: []string{"*"}, Enabled: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// ...and read at once after it.
+		if err := c.Current(ctx); err != nil {
+			t.Fatalf("change %d: Current: %v", i, err)
+		}
+		eps, err := c.Endpoints(ctx, tn.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(eps) != i+1 || !slices.ContainsFunc(eps, func(e store.Endpoint) bool { return e.ID == ep.ID }) {
+			t.Fatalf("change %d: after Current the cache serves %d endpoints without %s: a change stored before Current is missing", i, len(eps), ep.ID)
+		}
+	}
+}
+
+// TestCurrentSharedByConcurrentCallers: callers at once all return, each
+// after a round that began after it asked.
+func TestCurrentSharedByConcurrentCallers(t *testing.T) {
+	js := testenv.JetStream(t)
+	ctx := testCtx(t)
+	st, err := store.Open(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cache.New(st, st.KV(), cache.WithJetStream(js))
+	run(t, c)
+	tn, _, err := st.CreateTenant(ctx, "A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 200 {
+		wg.Go(func() {
+			if i%20 == 0 {
+				if _, err := st.CreateEndpoint(ctx, tn.ID, store.Endpoint{Name: "e", URL: "https://example.com/h", Events: []string{"*"}, Enabled: true}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- c.Current(ctx)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	eps, err := c.Endpoints(ctx, tn.ID)
+	if err != nil || len(eps) != 10 {
+		t.Fatalf("after every Current returned: %d endpoints (%v), want 10", len(eps), err)
 	}
 }

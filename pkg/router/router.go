@@ -53,6 +53,13 @@ func init() {
 // Endpoints is what the router needs of the endpoint cache.
 type Endpoints interface {
 	Endpoints(ctx context.Context, tenant string) ([]store.Endpoint, error)
+	// Current returns once the endpoints served reflect every change
+	// stored before the call (*cache.Cache waits for its change watch), or
+	// an error when that cannot be known. An event is stored after the
+	// changes that preceded it, so routing it after Current never uses
+	// endpoints older than the event: one sent right after its endpoint
+	// was created reaches it.
+	Current(ctx context.Context) error
 }
 
 // Payloads is what the router needs of the payload store (package
@@ -328,6 +335,9 @@ func FromNATS(msg jetstream.Msg) (*heraldv1.Event, error) {
 // route publishes one job per matching endpoint and waits until JetStream
 // stored each. It returns how many endpoints matched.
 func (r *Router) route(ctx context.Context, ev *heraldv1.Event, seq uint64) (int, error) {
+	if err := r.eps.Current(ctx); err != nil {
+		return 0, fmt.Errorf("endpoint changes not yet seen: %w", err)
+	}
 	eps, err := r.eps.Endpoints(ctx, ev.TenantId)
 	if err != nil {
 		return 0, fmt.Errorf("endpoints of %s: %w", ev.TenantId, err)

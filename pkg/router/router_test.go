@@ -21,6 +21,7 @@ import (
 type staticEndpoints []store.Endpoint
 
 func (s staticEndpoints) Endpoints(context.Context, string) ([]store.Endpoint, error) { return s, nil }
+func (s staticEndpoints) Current(context.Context) error                               { return nil }
 
 func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()

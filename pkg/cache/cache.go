@@ -93,6 +93,9 @@ type Cache struct {
 	applied  uint64
 	advanced chan struct{}
 	rounds   rounds
+	// direct: the bucket's stream has one replica and allows direct gets,
+	// so Current may ask with one (see lastChange).
+	direct atomic.Bool
 }
 
 type entry struct {
@@ -221,7 +224,9 @@ func (c *Cache) watchStream(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch endpoints: %w", err)
 	}
-	start := st.CachedInfo().State.LastSeq
+	info := st.CachedInfo()
+	start := info.State.LastSeq
+	c.direct.Store(info.Config.Replicas <= 1 && info.Config.AllowDirect)
 	oc, err := c.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{c.changeSubjects()},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -87,8 +88,10 @@ func (c *Cache) currentRound() error {
 }
 
 // lastChange is the stream sequence of the last endpoint change in the
-// bucket, 0 if there is none. It asks the stream's leader (STREAM.MSG.GET),
-// not a direct get, which any replica may answer from behind.
+// bucket, 0 if there is none. A replicated bucket is asked through its
+// stream's leader (STREAM.MSG.GET): a direct get may be answered by a
+// follower that has not stored the change yet. A bucket on one server is
+// asked with a direct get, which skips the JetStream API's queue.
 func (c *Cache) lastChange(ctx context.Context) (uint64, error) {
 	req, err := json.Marshal(map[string]string{"last_by_subj": c.changeSubjects()})
 	if err != nil {
@@ -101,13 +104,26 @@ func (c *Cache) lastChange(ctx context.Context) (uint64, error) {
 	if prefix[len(prefix)-1] != '.' {
 		prefix += "."
 	}
-	m, err := c.js.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET.KV_"+c.kv.Bucket(), req)
+	stream := "KV_" + c.kv.Bucket()
+	if c.direct.Load() {
+		m, err := c.js.Conn().RequestWithContext(ctx, prefix+"DIRECT.GET."+stream, req)
+		if err != nil {
+			return 0, err
+		}
+		if seq := m.Header.Get(jetstream.SequenceHeader); seq != "" {
+			return strconv.ParseUint(seq, 10, 64)
+		}
+		if m.Header.Get("Status") == "404" {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("last change: %s %s", m.Header.Get("Status"), m.Header.Get("Description"))
+	}
+	m, err := c.js.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET."+stream, req)
 	if err != nil {
 		return 0, err
 	}
 	var resp struct {
 		Error *struct {
-			Code        int    `json:"code"`
 			ErrCode     int    `json:"err_code"`
 			Description string `json:"description"`
 		} `json:"error"`

@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"container/list"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,10 +20,6 @@ const (
 	// first in line then waits about two slot times, and a slow endpoint's
 	// jobs never wait here.
 	fastSlotsPerWait = 10
-	// freedTokens is how many wake-ups of jobs waiting for an endpoint's
-	// slot may be pending at once; more requests ending at once wake no
-	// more jobs, and those left wait out their hold.
-	freedTokens = 16
 )
 
 // Defaults of the in-process handoff (see Handoff).
@@ -34,10 +31,10 @@ const (
 )
 
 // Handoff bounds the in-process handoff: a job refused by the cap of a
-// fast endpoint may wait in this process, without a worker, to be handed
-// the slot of a request of this process as it ends (see endpoints.holdFor),
-// instead of going back to JetStream at once. Each job waiting holds its
-// message in memory.
+// fast endpoint may wait in this process's line for the endpoint, without
+// a worker or a goroutine, to be handed the slot of a request of this
+// process as it ends (see endpoints.holdFor), instead of going back to
+// JetStream at once. Each job waiting holds its message in memory.
 type Handoff struct {
 	// Wait is the longest a job waits here before it goes back to
 	// JetStream (HERALD_ENDPOINT_HANDOFF_WAIT); keep it far below AckWait.
@@ -80,7 +77,7 @@ func (h Handoff) or(def Handoff) Handoff {
 
 // endpoints keeps this process's view of each endpoint it sends to: a
 // moving average of how long a request holds a slot, the requests in
-// flight, and the jobs waiting for a slot. It lets the sender refuse over-cap jobs without a
+// flight, and the line of jobs waiting for a slot. It lets the sender refuse over-cap jobs without a
 // Redis round trip, hand a freed slot straight to a waiting job, and space
 // the return of the jobs it sends back to JetStream so that they come back
 // about when a slot frees instead of all at once.
@@ -89,16 +86,18 @@ type endpoints struct {
 	waiting      atomic.Int64
 	waitingBytes atomic.Int64
 	handoff      Handoff // set before the first job, read only after
+	// stopping: the sender stops; no job starts waiting here (see stop).
+	stopping atomic.Bool
 }
 
 type endpointState struct {
 	avg      atomic.Int64 // ns, moving average of how long a slot is held
 	inFlight atomic.Int32
-	waiting  atomic.Int32
-	// freed wakes one job waiting in this process when a request ends. A
-	// token may outlive the job it was meant for and wake a later one for
-	// nothing: a woken job asks for the slot again and may wait on.
-	freed chan struct{}
+	waiting  atomic.Int32 // the line's length, read without the lock
+	// line holds the jobs waiting in this process for a slot, first come
+	// first served (*waiter, under mu).
+	mu   sync.Mutex
+	line list.List
 	// queued is the unix ns up to which returns of refused jobs are
 	// already spaced (a virtual queue, see backoff).
 	queued atomic.Int64
@@ -110,7 +109,7 @@ func (l *endpoints) get(endpoint string) *endpointState {
 	if v, ok := l.m.Load(endpoint); ok {
 		return v.(*endpointState)
 	}
-	v, _ := l.m.LoadOrStore(endpoint, &endpointState{freed: make(chan struct{}, freedTokens)})
+	v, _ := l.m.LoadOrStore(endpoint, &endpointState{})
 	return v.(*endpointState)
 }
 
@@ -142,16 +141,15 @@ func (l *endpoints) sweep(idleSince time.Time) (forgotten int) {
 	return forgotten
 }
 
-// end marks a slot free again, learns how long it was held, and wakes one
-// job waiting for a slot, if any.
+// end marks a slot free again, learns how long it was held, and hands it
+// to the first job in line, if any.
 func (l *endpoints) end(endpoint string, started time.Time) {
 	e := l.get(endpoint)
 	e.inFlight.Add(-1)
 	e.observe(time.Since(started))
 	if e.waiting.Load() > 0 {
-		select {
-		case e.freed <- struct{}{}:
-		default:
+		if w := l.next(e); w != nil {
+			go w.resume(true)
 		}
 	}
 }
@@ -205,7 +203,7 @@ func (l *endpoints) holdFor(endpoint string, capacity, size int) time.Duration {
 	h := &l.handoff
 	e := l.get(endpoint)
 	avg := time.Duration(e.avg.Load())
-	if avg <= 0 || avg > h.Wait/fastSlotsPerWait || capacity <= 0 || e.inFlight.Load() <= 0 {
+	if avg <= 0 || avg > h.Wait/fastSlotsPerWait || capacity <= 0 || e.inFlight.Load() <= 0 || l.stopping.Load() {
 		return 0
 	}
 	waiting := int64(e.waiting.Load())
@@ -216,27 +214,89 @@ func (l *endpoints) holdFor(endpoint string, capacity, size int) time.Duration {
 	return min(h.Wait, time.Duration(waiting/int64(capacity)+2)*avg+minLimitWait)
 }
 
-// hold waits up to d for a request to endpoint to end in this process; it
-// reports whether one did. Another replica's slot freeing wakes nobody
-// here: the wait then simply runs out.
-func (l *endpoints) hold(endpoint string, d time.Duration, size int) bool {
+// A waiter is a job waiting in line for a slot of its endpoint. It is
+// data, not a goroutine blocked until a slot frees: a blocked goroutine kept
+// its stack, and a line of 20,000 jobs took 150 MiB more than the same jobs
+// waiting in JetStream (docs/performance.md). resume runs the job on, in a
+// goroutine of its own: handed is true when a request's end handed it the
+// slot, false when its wait ran out (or the sender stops).
+type waiter struct {
+	resume func(handed bool)
+	size   int
+	timer  *time.Timer
+	elem   *list.Element // its place in line; nil once taken out
+}
+
+// enqueue puts w in endpoint's line for at most d: at the back, or at the
+// front when first (a job handed a slot that another took meanwhile keeps
+// its place). When d runs out it is taken out and resumed.
+func (l *endpoints) enqueue(endpoint string, w *waiter, d time.Duration, first bool) {
 	e := l.get(endpoint)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if first {
+		w.elem = e.line.PushFront(w)
+	} else {
+		w.elem = e.line.PushBack(w)
+	}
 	e.waiting.Add(1)
 	l.waiting.Add(1)
-	l.waitingBytes.Add(int64(size))
-	defer func() {
-		e.waiting.Add(-1)
-		l.waiting.Add(-1)
-		l.waitingBytes.Add(-int64(size))
-	}()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-e.freed:
-		return true
-	case <-t.C:
+	l.waitingBytes.Add(int64(w.size))
+	w.timer = time.AfterFunc(d, func() {
+		if l.take(e, w) {
+			w.resume(false)
+		}
+	})
+}
+
+// take takes w out of e's line; false if it was out already (handed a
+// slot, or stopped).
+func (l *endpoints) take(e *endpointState, w *waiter) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if w.elem == nil {
 		return false
 	}
+	l.remove(e, w)
+	return true
+}
+
+// next takes the first job out of e's line, nil if there is none.
+func (l *endpoints) next(e *endpointState) *waiter {
+	e.mu.Lock()
+	f := e.line.Front()
+	if f == nil {
+		e.mu.Unlock()
+		return nil
+	}
+	w := f.Value.(*waiter)
+	l.remove(e, w)
+	e.mu.Unlock()
+	w.timer.Stop() // if it fired meanwhile, its take finds w out and does nothing
+	return w
+}
+
+// remove takes w, in line, out of it; e.mu is held.
+func (l *endpoints) remove(e *endpointState, w *waiter) {
+	e.line.Remove(w.elem)
+	w.elem = nil
+	e.waiting.Add(-1)
+	l.waiting.Add(-1)
+	l.waitingBytes.Add(-int64(w.size))
+}
+
+// stop makes every job waiting here go on at once (resumed as if its wait
+// ran out), and no job wait here from now on: a stopping sender does not
+// keep jobs it could give back.
+func (l *endpoints) stop() {
+	l.stopping.Store(true)
+	l.m.Range(func(_, v any) bool {
+		e := v.(*endpointState)
+		for w := l.next(e); w != nil; w = l.next(e) {
+			go w.resume(false)
+		}
+		return true
+	})
 }
 
 // slotTime is how often, on average, the endpoint is expected to take

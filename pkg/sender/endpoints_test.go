@@ -3,8 +3,6 @@ package sender
 import (
 	"testing"
 	"time"
-
-	"github.com/heraldhq/herald/internal/testenv"
 )
 
 func TestBackoffSpacesRefusedJobs(t *testing.T) {
@@ -119,22 +117,70 @@ func TestHoldHonoursConfiguredHandoff(t *testing.T) {
 	}
 }
 
-func TestHoldIsWokenWhenARequestEnds(t *testing.T) {
+// TestLineHandsFreedSlotsInOrder: a request's end hands its slot to the
+// first job in line, the next end to the next; a job whose wait runs out
+// goes on unhanded; stopping sends the rest on at once. Each goes on once,
+// and the line's counts come back to zero.
+func TestLineHandsFreedSlotsInOrder(t *testing.T) {
 	var l endpoints
-	woken := make(chan bool)
-	go func() { woken <- l.hold("ep", 10*time.Second, 1) }()
-	testenv.Eventually(t, 5*time.Second, func() bool { return l.queueing("ep") }, "the job never started waiting")
-	l.end("ep", l.start("ep"))
-	select {
-	case ok := <-woken:
-		if !ok {
-			t.Fatal("hold ran out instead of being woken")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a request's end did not wake the waiting job")
+	type resumed struct {
+		id     int
+		handed bool
 	}
-	if l.waiting.Load() != 0 || l.waitingBytes.Load() != 0 {
-		t.Fatalf("waiting counts not released: %d jobs, %d bytes", l.waiting.Load(), l.waitingBytes.Load())
+	got := make(chan resumed, 10)
+	enqueue := func(id int, d time.Duration) {
+		l.enqueue("ep", &waiter{size: 10, resume: func(h bool) { got <- resumed{id, h} }}, d, false)
+	}
+	next := func() resumed {
+		t.Helper()
+		select {
+		case r := <-got:
+			return r
+		case <-time.After(5 * time.Second):
+			t.Fatal("no job went on")
+			return resumed{}
+		}
+	}
+	enqueue(1, time.Hour)
+	enqueue(2, time.Hour)
+	enqueue(3, 50*time.Millisecond)
+	enqueue(4, time.Hour)
+	if !l.queueing("ep") || l.waiting.Load() != 4 || l.waitingBytes.Load() != 40 {
+		t.Fatalf("4 jobs in line: queueing %v, %d jobs, %d bytes", l.queueing("ep"), l.waiting.Load(), l.waitingBytes.Load())
+	}
+	l.end("ep", l.start("ep"))
+	if r := next(); r != (resumed{1, true}) {
+		t.Fatalf("first end: %+v went on, want job 1 handed the slot", r)
+	}
+	if r := next(); r != (resumed{3, false}) {
+		t.Fatalf("then %+v went on, want job 3 at the end of its 50 ms wait", r)
+	}
+	l.end("ep", l.start("ep"))
+	if r := next(); r != (resumed{2, true}) {
+		t.Fatalf("second end: %+v went on, want job 2 handed the slot", r)
+	}
+	// A job handed a slot another process took goes back to the front.
+	l.enqueue("ep", &waiter{size: 10, resume: func(h bool) { got <- resumed{5, h} }}, time.Hour, true)
+	l.end("ep", l.start("ep"))
+	if r := next(); r != (resumed{5, true}) {
+		t.Fatalf("third end: %+v went on, want job 5, put back at the front, handed the slot", r)
+	}
+	l.stop()
+	if r := next(); r != (resumed{4, false}) {
+		t.Fatalf("stop: %+v went on, want job 4, unhanded", r)
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("job %d went on twice", r.id)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if l.waiting.Load() != 0 || l.waitingBytes.Load() != 0 || l.queueing("ep") {
+		t.Fatalf("line's counts not released: %d jobs, %d bytes", l.waiting.Load(), l.waitingBytes.Load())
+	}
+	l.get("ep").observe(time.Millisecond)
+	l.get("ep").inFlight.Store(1)
+	if d := l.holdFor("ep", 10, 1); d != 0 {
+		t.Fatalf("a stopped sender lets a job wait in line (%v)", d)
 	}
 }
 

@@ -82,7 +82,7 @@ const (
 )
 
 // work handles one job message from fetch to ack.
-func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
+func (s *Sender) work(ctx context.Context, msg jetstream.Msg) {
 	inFlight.Inc()
 	defer inFlight.Dec()
 	job := &heraldv1.DeliveryJob{}
@@ -122,17 +122,22 @@ func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
 		return
 	}
 
-	timeout := time.Duration(ep.TimeoutMS) * time.Millisecond
-	permit, v := s.admit(ctx, &ep, timeout, len(msg.Data()), w)
+	permit, v := s.admit(ctx, &ep, false)
 	if !v.Allowed {
-		s.wait(ctx, msg, job, s.refused(&ep, v), log)
+		s.refusedJob(ctx, msg, job, &ep, v, time.Time{}, false, log)
 		return
 	}
+	s.send(ctx, msg, job, &ep, permit, log)
+}
 
+// send makes the job's attempt with the slot admit granted, and settles the
+// job by its outcome.
+func (s *Sender) send(ctx context.Context, msg jetstream.Msg, job *heraldv1.DeliveryJob, ep *store.Endpoint, permit limit.Permit, log zerolog.Logger) {
+	attempt := int(job.PriorAttempts) + 1
 	ctx, span := s.tracer.Start(ctx, trace.SpanAttempt, oteltrace.SpanKindClient)
 	defer span.End() // after the outcome is stored: a retry's schedule carries this span
 	started := s.endpoints.start(ep.ID)
-	rec, decision := s.attempt(ctx, msg, &ep, job, attempt)
+	rec, decision := s.attempt(ctx, msg, ep, job, attempt)
 	if span.IsRecording() {
 		traceAttempt(span, rec, decision)
 	}
@@ -140,7 +145,7 @@ func (s *Sender) work(ctx context.Context, msg jetstream.Msg, w *worker) {
 		permit.Done(ctx, rec.StatusCode >= 200 && rec.StatusCode <= 299)
 	}
 	s.endpoints.end(ep.ID, started) // after Done: a job woken by it finds the slot free everywhere
-	s.trackHealth(ctx, &ep, job, decision, log)
+	s.trackHealth(ctx, ep, job, decision, log)
 	switch decision.Action {
 	case Ack:
 		rec.State = StateDelivered
@@ -205,47 +210,71 @@ func traceAttempt(span oteltrace.Span, rec *heraldv1.Attempt, d Decision) {
 // sender died).
 const leaseMargin = 5 * time.Second
 
-// admit asks for a slot at the endpoint, in three layers: this process's
+// admit asks for a slot at the endpoint, in two layers: this process's
 // own count (it never asks Redis when its own requests already fill the
-// endpoint's cap, nor when jobs of this process queue for a slot), the
-// in-process handoff, and the limiter's shared leases. A job refused by the
-// cap of a fast endpoint waits here, briefly and without its worker (see
-// endpoints.holdFor), to be handed the slot of a request of this process
-// as it ends: a hot endpoint then stays at its cap instead of idling while
-// its refused jobs wait out their delays in JetStream. Any other refusal
-// is returned at once, as the limiter reported it.
-func (s *Sender) admit(ctx context.Context, ep *store.Endpoint, timeout time.Duration, size int, w *worker) (limit.Permit, limit.Verdict) {
-	var until time.Time
-	for {
-		permit, v := limit.Permit(nil), limit.Verdict{Allowed: true}
-		switch {
-		case s.endpointCap > 0 && until.IsZero() && s.endpoints.queueing(ep.ID),
-			s.endpointCap > 0 && s.endpoints.busy(ep.ID, s.endpointCap):
-			v = limit.Verdict{Cause: limit.Concurrency}
-		case s.limiter != nil:
-			permit, v = s.limiter.Admit(ctx, ep.ID, ep.RateLimit, timeout+leaseMargin)
-		}
-		if v.Allowed && !until.IsZero() {
-			handoffs.Inc()
-		}
-		if v.Allowed || v.Cause != limit.Concurrency {
-			return permit, v
-		}
+// endpoint's cap, nor, unless queued, when jobs of this process wait in line
+// for a slot), and the limiter's shared leases. queued: the job comes from
+// the line.
+func (s *Sender) admit(ctx context.Context, ep *store.Endpoint, queued bool) (limit.Permit, limit.Verdict) {
+	switch {
+	case s.endpointCap > 0 && !queued && s.endpoints.queueing(ep.ID),
+		s.endpointCap > 0 && s.endpoints.busy(ep.ID, s.endpointCap):
+		return nil, limit.Verdict{Cause: limit.Concurrency}
+	case s.limiter != nil:
+		timeout := time.Duration(ep.TimeoutMS) * time.Millisecond
+		return s.limiter.Admit(ctx, ep.ID, ep.RateLimit, timeout+leaseMargin)
+	}
+	return nil, limit.Verdict{Allowed: true}
+}
+
+// refusedJob decides what becomes of a job the limits refused. One refused
+// by the cap of a fast endpoint waits in this process's line, briefly and
+// without a worker (see endpoints.holdFor), to be handed the slot of a
+// request of this process as it ends: a hot endpoint then stays at its cap
+// instead of idling while its refused jobs wait out their delays in
+// JetStream. until is when its wait here ends (zero: not in line yet);
+// first puts it back at the front of the line (it was handed a slot that
+// another process's job took). Any other refusal goes back to JetStream
+// (wait).
+func (s *Sender) refusedJob(ctx context.Context, msg jetstream.Msg, job *heraldv1.DeliveryJob, ep *store.Endpoint, v limit.Verdict, until time.Time, first bool, log zerolog.Logger) {
+	if v.Cause == limit.Concurrency {
 		now := time.Now()
 		if until.IsZero() {
-			d := s.endpoints.holdFor(ep.ID, s.endpointCap, size)
-			if d <= 0 {
-				return nil, v
+			if d := s.endpoints.holdFor(ep.ID, s.endpointCap, len(msg.Data())); d > 0 {
+				until = now.Add(d)
 			}
-			until = now.Add(d)
 		}
-		if !now.Before(until) {
-			return nil, v
+		if now.Before(until) {
+			s.line(ctx, msg, job, ep, until, first, log)
+			return
 		}
-		w.release()
-		s.endpoints.hold(ep.ID, until.Sub(now), size)
-		w.reclaim()
 	}
+	s.wait(ctx, msg, job, s.refused(ep, v), log)
+}
+
+// line puts the job in its endpoint's line until until. The goroutine that
+// worked it ends, giving its worker back; the job goes on in a new one,
+// taking a worker if one is free and running without otherwise (see
+// worker), when it is handed a slot or its wait runs out.
+func (s *Sender) line(ctx context.Context, msg jetstream.Msg, job *heraldv1.DeliveryJob, ep *store.Endpoint, until time.Time, first bool, log zerolog.Logger) {
+	s.jobs.Add(1)
+	w := &waiter{size: len(msg.Data())}
+	w.resume = func(handed bool) {
+		defer s.jobs.Done()
+		inFlight.Inc()
+		defer inFlight.Dec()
+		wk := &worker{slots: s.slots}
+		wk.reclaim()
+		defer wk.release()
+		permit, v := s.admit(ctx, ep, true)
+		if v.Allowed {
+			handoffs.Inc()
+			s.send(ctx, msg, job, ep, permit, log)
+			return
+		}
+		s.refusedJob(ctx, msg, job, ep, v, until, handed, log)
+	}
+	s.endpoints.enqueue(ep.ID, w, time.Until(until), first)
 }
 
 // maxPace bounds the wait of a job refused by an endpoint's cap or rate

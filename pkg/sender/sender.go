@@ -174,6 +174,11 @@ type Sender struct {
 	rnd           func() float64
 	now           func() time.Time
 
+	// slots are the process's worker slots and jobs counts the jobs being
+	// worked, in line included, while Run runs (set by Run).
+	slots chan struct{}
+	jobs  *sync.WaitGroup
+
 	ready chan struct{}
 	once  sync.Once
 	// consuming counts the consumers pulling; ready closes when both do.
@@ -322,6 +327,7 @@ func (s *Sender) fetched(err error) { s.fetchErr.Store(&err) }
 func (s *Sender) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, s.workers)
+	s.slots, s.jobs = slots, &wg
 	cc := bus.SenderConsumerConfig{AckWait: s.ackWait, MaxAckPending: s.maxAckPending}
 	wg.Add(2)
 	go func() { defer wg.Done(); s.sweepEndpoints(ctx) }()
@@ -332,6 +338,7 @@ func (s *Sender) Run(ctx context.Context) error {
 	}()
 	err := bus.Consume(ctx, s.log, "sender", func(ctx context.Context) error { return s.consume(ctx, cc, slots, &wg) })
 	s.fetched(errStopped)
+	s.endpoints.stop() // jobs in line go on now rather than at the end of their wait
 	wg.Wait()
 	s.attempts.Flush() // the last records, and the acks that wait for them
 	return errors.Join(err, dueErr)
@@ -401,7 +408,7 @@ func (s *Sender) consume(ctx context.Context, cc bus.SenderConsumerConfig, slots
 			go func() {
 				w := &worker{slots: slots, held: true}
 				defer func() { w.release(); wg.Done() }()
-				s.work(context.WithoutCancel(ctx), msg, w)
+				s.work(context.WithoutCancel(ctx), msg)
 			}()
 		}
 		release(slots, n-got)
@@ -446,7 +453,7 @@ func (s *Sender) consumeDue(ctx context.Context, cc bus.SenderConsumerConfig, sl
 			go func() {
 				w := &worker{slots: slots, held: true}
 				defer func() { w.release(); wg.Done() }()
-				s.work(context.WithoutCancel(ctx), msg, w)
+				s.work(context.WithoutCancel(ctx), msg)
 			}()
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {

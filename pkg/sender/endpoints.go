@@ -16,17 +16,23 @@ const (
 	minSlotStep = 10 * time.Microsecond
 	// fastSlotsPerWait makes an endpoint fast, so that its refused jobs may
 	// wait in process for a slot, when its average slot time fits this many
-	// times into the handoff's wait (20 ms for the default 200 ms). A job
+	// times into the handoff's wait (200 ms for the default 2 s). A job
 	// first in line then waits about two slot times, and a slow endpoint's
 	// jobs never wait here.
 	fastSlotsPerWait = 10
 )
 
-// Defaults of the in-process handoff (see Handoff).
+// Defaults of the in-process handoff (see Handoff). The line holds up to
+// 2 s of a hot endpoint's backlog, and as many jobs as the consumer's
+// default MaxAckPending lets all senders hold: a job in line costs its
+// message, and one sent back to JetStream a nak, a redelivery and a
+// refusal. With 200 ms and 4,096 jobs, a hot endpoint's backlog went back
+// and forth 1.2 times per delivery; with these, 0.5, for a fifth more
+// deliveries per second (docs/performance.md).
 const (
-	DefaultHandoffWait         = 200 * time.Millisecond
-	DefaultHandoffEndpointJobs = 1024
-	DefaultHandoffJobs         = 4096
+	DefaultHandoffWait         = 2 * time.Second
+	DefaultHandoffEndpointJobs = 20000
+	DefaultHandoffJobs         = 20000
 	DefaultHandoffBytes        = 64 << 20
 )
 

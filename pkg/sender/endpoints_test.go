@@ -37,7 +37,7 @@ func TestBackoffSpacesRefusedJobs(t *testing.T) {
 }
 
 func TestHoldOnlyForFastEndpointsAndBounded(t *testing.T) {
-	l := endpoints{handoff: defaultHandoff}
+	l := endpoints{handoff: Handoff{Wait: 200 * time.Millisecond, EndpointJobs: 1024, Jobs: 4096, Bytes: DefaultHandoffBytes}}
 	if d := l.holdFor("new", 10, 1); d != 0 {
 		t.Fatalf("an endpoint never measured may hold jobs (%v)", d)
 	}
@@ -60,7 +60,7 @@ func TestHoldOnlyForFastEndpointsAndBounded(t *testing.T) {
 	}
 	fast.waiting.Store(40) // 2 slots x 20 requests each within the 200 ms wait
 	if d := l.holdFor("fast", 2, 1); d != 0 {
-		t.Fatalf("more jobs wait than the endpoint serves within %v, and yet another may (%v)", DefaultHandoffWait, d)
+		t.Fatalf("more jobs wait than the endpoint serves within 200 ms, and yet another may (%v)", d)
 	}
 	fast.waiting.Store(0)
 	if d := l.holdFor("fast", 2, DefaultHandoffBytes+1); d != 0 {

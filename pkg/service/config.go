@@ -11,6 +11,7 @@ import (
 	"github.com/heraldhq/herald/pkg/bus"
 	"github.com/heraldhq/herald/pkg/retry"
 	"github.com/heraldhq/herald/pkg/seal"
+	"github.com/heraldhq/herald/pkg/sender"
 	"github.com/heraldhq/herald/pkg/session"
 )
 
@@ -231,6 +232,15 @@ func ParseProxy(v string) (*url.URL, error) {
 // withDefaults fills every zero field that stands for its setting's
 // default (settings.go); a zero that means "off" (the tenant rates) stays.
 func (c Config) withDefaults() Config {
+	// The handoff's wait must stay well below AckWait (see Validate): unset,
+	// it is its default or a quarter of a shorter AckWait.
+	if c.EndpointHandoffWait == 0 {
+		ack := c.AckWait
+		if ack <= 0 {
+			ack = bus.DefaultAckWait
+		}
+		c.EndpointHandoffWait = min(sender.DefaultHandoffWait, ack/4)
+	}
 	for _, s := range settings {
 		if s.def != "" && s.zero == "" && s.isZero(&c) {
 			s.mustSet(&c, s.def)

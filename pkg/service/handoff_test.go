@@ -19,8 +19,8 @@ func TestHandoffConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.EndpointHandoffWait != 200*time.Millisecond || c.EndpointHandoffJobs != 1024 || c.SenderHandoffJobs != 4096 || c.SenderHandoffBytes != 64<<20 {
-		t.Fatalf("defaults: wait %v, %d jobs per endpoint, %d jobs and %d bytes per process; want 200ms, 1024, 4096, 64 MiB",
+	if c.EndpointHandoffWait != 2*time.Second || c.EndpointHandoffJobs != 20000 || c.SenderHandoffJobs != 20000 || c.SenderHandoffBytes != 64<<20 {
+		t.Fatalf("defaults: wait %v, %d jobs per endpoint, %d jobs and %d bytes per process; want 2s, 20000, 20000, 64 MiB",
 			c.EndpointHandoffWait, c.EndpointHandoffJobs, c.SenderHandoffJobs, c.SenderHandoffBytes)
 	}
 	if c.EndpointHandoffWait != sender.DefaultHandoffWait || c.SenderHandoffBytes != sender.DefaultHandoffBytes {
@@ -61,6 +61,14 @@ func TestHandoffConfig(t *testing.T) {
 		t.Setenv("HERALD_ACK_WAIT", "3s")
 		if _, err := FromEnv(Config{}); err != nil {
 			t.Errorf("a handoff wait shorter than AckWait: %v", err)
+		}
+	})
+	t.Run("unset under a short AckWait", func(t *testing.T) {
+		t.Setenv("HERALD_ENDPOINT_HANDOFF_WAIT", "")
+		t.Setenv("HERALD_ACK_WAIT", "2s")
+		c, err := FromEnv(Config{})
+		if err != nil || c.EndpointHandoffWait != 500*time.Millisecond {
+			t.Errorf("handoff wait unset, AckWait 2s: %v (%v), want a quarter of AckWait, 500ms", c.EndpointHandoffWait, err)
 		}
 	})
 }

@@ -292,8 +292,8 @@ func (l *endpoints) remove(e *endpointState, w *waiter) {
 }
 
 // stop makes every job waiting here go on at once (resumed as if its wait
-// ran out), and no job wait here from now on: a stopping sender does not
-// keep jobs it could give back.
+// ran out; the sender gives it back to JetStream), and no job wait here
+// from now on: a stopping sender does not keep jobs it could give back.
 func (l *endpoints) stop() {
 	l.stopping.Store(true)
 	l.m.Range(func(_, v any) bool {

@@ -263,6 +263,12 @@ func (s *Sender) line(ctx context.Context, msg jetstream.Msg, job *heraldv1.Deli
 		defer s.jobs.Done()
 		inFlight.Inc()
 		defer inFlight.Dec()
+		if !handed && s.endpoints.stopping.Load() {
+			// The sender stops: give the job back, paced, without asking
+			// the limiter for a slot the sender will not use.
+			s.wait(ctx, msg, job, s.refused(ep, limit.Verdict{Cause: limit.Concurrency}), log)
+			return
+		}
 		wk := &worker{slots: s.slots}
 		wk.reclaim()
 		defer wk.release()

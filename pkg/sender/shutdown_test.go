@@ -132,3 +132,78 @@ func waitEmpty(t *testing.T, js jetstream.JetStream) {
 		return err == nil && info.State.Msgs == 0
 	}, "DELIVERIES not empty")
 }
+
+// A sender stopped while jobs wait in its line for a hot endpoint gives
+// them back to JetStream at once, rather than keeping them to the end of
+// their wait (20 s here) or asking for slots it will not use; the next
+// sender sends them. Every job is sent exactly once.
+func TestStopGivesBackItsLine(t *testing.T) {
+	const (
+		jobs     = 200
+		capacity = 2
+		delay    = 20 * time.Millisecond // fast: jobs refused by the cap wait in line
+	)
+	js := newJS(t)
+	var (
+		mu  sync.Mutex
+		got = map[string]int{}
+	)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(delay)
+		mu.Lock()
+		got[r.Header.Get("webhook-id")]++
+		mu.Unlock()
+	}))
+	t.Cleanup(rcv.Close)
+	sent := func() (distinct, total int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range got {
+			total += n
+		}
+		return len(got), total
+	}
+	eps := endpointsMap{"ep_hot": endpoint("ep_hot", rcv.URL, 5)}
+	for i := range jobs {
+		publishJob(t, js, "ep_hot", "ev-"+strconv.Itoa(i))
+	}
+	newSender := func() *Sender {
+		return New(js, eps, WithWorkers(64), WithEndpointConcurrency(capacity), WithSchedule(retry.Schedule{time.Hour}),
+			WithHandoff(Handoff{Wait: 20 * time.Second}), WithLogger(testenv.Logger(t)))
+	}
+	a := newSender()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	testenv.Eventually(t, 10*time.Second, func() bool { return a.endpoints.waiting.Load() >= 20 },
+		"no line formed at the hot endpoint (%d waiting)", testenv.Lazy(func() string { return strconv.FormatInt(a.endpoints.waiting.Load(), 10) }))
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after the stop: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s of the stop: the line was kept to the end of its 20 s wait")
+	}
+	if n := a.endpoints.waiting.Load(); n != 0 {
+		t.Fatalf("%d jobs still in the stopped sender's line", n)
+	}
+	byA, _ := sent()
+	if byA >= jobs {
+		t.Fatalf("sender A sent all %d jobs before the stop: the test proves nothing", jobs)
+	}
+
+	b := newSender()
+	ctxB, stopB := context.WithCancel(context.Background())
+	doneB := make(chan error, 1)
+	go func() { doneB <- b.Run(ctxB) }()
+	t.Cleanup(func() { stopB(); <-doneB })
+	testenv.Eventually(t, 30*time.Second, func() bool { d, _ := sent(); return d == jobs }, "the jobs given back were not all sent (%s of %d)",
+		testenv.Lazy(func() string { d, _ := sent(); return strconv.Itoa(d) }), jobs)
+	waitEmpty(t, js)
+	if d, total := sent(); total != d {
+		t.Errorf("%d requests for %d jobs: some sent twice", total, d)
+	}
+	t.Logf("sender A sent %d jobs before the stop; sender B the other %d", byA, jobs-byA)
+}

@@ -170,24 +170,14 @@ func TestOnChangeHearsWatchedChanges(t *testing.T) {
 // watch caught up, and the router matched an event sent right after its
 // endpoint was created against them: the event went nowhere.
 func TestCurrentSeesChangesStoredBefore(t *testing.T) {
-	js := testenv.JetStream(t)
 	ctx := testCtx(t)
-	st, err := store.Open(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cache.New(st, st.KV(), cache.WithJetStream(js))
-	run(t, c)
-	tn, _, err := st.CreateTenant(ctx, "A")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, c, tn := watchingCache(t)
 	for i := range 30 {
 		// The tenant is in the local layer before each change...
-		if _, err := c.Endpoints(ctx, tn.ID); err != nil {
+		if _, err := c.Endpoints(ctx, tn); err != nil {
 			t.Fatal(err)
 		}
-		ep, err := st.CreateEndpoint(ctx, tn.ID, store.Endpoint{Name: "e", URL: "https://example.com/h", Events: []string{"*"}, Enabled: true})
+		ep, err := st.CreateEndpoint(ctx, tn, store.Endpoint{Name: "e", URL: "https://example.com/h", Events: []string{"*"}, Enabled: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +185,7 @@ func TestCurrentSeesChangesStoredBefore(t *testing.T) {
 		if err := c.Current(ctx); err != nil {
 			t.Fatalf("change %d: Current: %v", i, err)
 		}
-		eps, err := c.Endpoints(ctx, tn.ID)
+		eps, err := c.Endpoints(ctx, tn)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,24 +198,14 @@ func TestCurrentSeesChangesStoredBefore(t *testing.T) {
 // TestCurrentSharedByConcurrentCallers: callers at once all return, each
 // after a round that began after it asked.
 func TestCurrentSharedByConcurrentCallers(t *testing.T) {
-	js := testenv.JetStream(t)
 	ctx := testCtx(t)
-	st, err := store.Open(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cache.New(st, st.KV(), cache.WithJetStream(js))
-	run(t, c)
-	tn, _, err := st.CreateTenant(ctx, "A")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, c, tn := watchingCache(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 200)
 	for i := range 200 {
 		wg.Go(func() {
 			if i%20 == 0 {
-				if _, err := st.CreateEndpoint(ctx, tn.ID, store.Endpoint{Name: "e", URL: "https://example.com/h", Events: []string{"*"}, Enabled: true}); err != nil {
+				if _, err := st.CreateEndpoint(ctx, tn, store.Endpoint{Name: "e", URL: "https://example.com/h", Events: []string{"*"}, Enabled: true}); err != nil {
 					errs <- err
 					return
 				}
@@ -240,8 +220,26 @@ func TestCurrentSharedByConcurrentCallers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eps, err := c.Endpoints(ctx, tn.ID)
+	eps, err := c.Endpoints(ctx, tn)
 	if err != nil || len(eps) != 10 {
 		t.Fatalf("after every Current returned: %d endpoints (%v), want 10", len(eps), err)
 	}
+}
+
+// watchingCache is a store, a cache over it with its watch running, and a
+// tenant without endpoints.
+func watchingCache(t *testing.T) (*store.Store, *cache.Cache, string) {
+	t.Helper()
+	js := testenv.JetStream(t)
+	st, err := store.Open(testCtx(t), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cache.New(st, st.KV(), cache.WithJetStream(js))
+	run(t, c)
+	tn, _, err := st.CreateTenant(testCtx(t), "A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, c, tn.ID
 }

@@ -103,11 +103,7 @@ func TestStopFinishesInFlightAndSendsNothingTwice(t *testing.T) {
 		t.Fatalf("sender A sent all %d jobs before the stop: the test proves nothing", jobs)
 	}
 
-	b := newSender()
-	ctxB, stopB := context.WithCancel(context.Background())
-	doneB := make(chan error, 1)
-	go func() { doneB <- b.Run(ctxB) }()
-	t.Cleanup(func() { stopB(); <-doneB })
+	runTillCleanup(t, newSender())
 	testenv.Eventually(t, 20*time.Second, func() bool { return delivered() == jobs }, "sender B did not send the rest (%d of %d)", delivered(), jobs)
 	waitEmpty(t, js)
 	mu.Lock()
@@ -194,11 +190,7 @@ func TestStopGivesBackItsLine(t *testing.T) {
 		t.Fatalf("sender A sent all %d jobs before the stop: the test proves nothing", jobs)
 	}
 
-	b := newSender()
-	ctxB, stopB := context.WithCancel(context.Background())
-	doneB := make(chan error, 1)
-	go func() { doneB <- b.Run(ctxB) }()
-	t.Cleanup(func() { stopB(); <-doneB })
+	runTillCleanup(t, newSender())
 	testenv.Eventually(t, 30*time.Second, func() bool { d, _ := sent(); return d == jobs }, "the jobs given back were not all sent (%s of %d)",
 		testenv.Lazy(func() string { d, _ := sent(); return strconv.Itoa(d) }), jobs)
 	waitEmpty(t, js)
@@ -206,4 +198,12 @@ func TestStopGivesBackItsLine(t *testing.T) {
 		t.Errorf("%d requests for %d jobs: some sent twice", total, d)
 	}
 	t.Logf("sender A sent %d jobs before the stop; sender B the other %d", byA, jobs-byA)
+}
+
+// runTillCleanup runs s until the test ends.
+func runTillCleanup(t *testing.T, s *Sender) {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done })
 }

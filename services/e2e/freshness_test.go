@@ -14,10 +14,10 @@ import (
 // the router's hears of the change through its watch, a Redis round trip
 // later, and routed by the endpoints from before it meanwhile: an event for
 // an endpoint just created matched nothing and was acked, lost. On an idle
-// machine the watch wins that race, so this test catches it only on a busy
-// one (the delivery rules lost an event so in one CI run and about one run
-// in eight here); pkg/cache's TestCurrentSeesChangesStoredBefore shows it
-// every time.
+// machine the watch wins that race, so this test catches it on a busy one:
+// without the fix it failed 2 of 4 runs with both cores kept busy (and the
+// delivery rules lost an event so in one CI run); pkg/cache's
+// TestCurrentSeesChangesStoredBefore shows it every time.
 func TestEventRightAfterEndpointChange(t *testing.T) {
 	t.Parallel()
 	s := StartStack(t, 1)

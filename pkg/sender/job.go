@@ -35,6 +35,7 @@ import (
 //	the endpoint is disabled                skip: DLQ entry marked skipped, ack
 //	the endpoint is paused                  hold: HELD, ack
 //	its attempt number > max_attempts       dead-letter (max_attempts was lowered)
+//	refused by the cap of a fast endpoint   line: wait in process for a slot freed here, then admitted or as below
 //	refused by the cap or the rate limit    wait: nak with the paced delay
 //	refused by the breaker, or a long wait  wait: schedule with the same count, ack
 //	admitted: the attempt answers 2xx       ack (delivered)

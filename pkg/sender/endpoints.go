@@ -23,16 +23,18 @@ const (
 )
 
 // Defaults of the in-process handoff (see Handoff). The line holds up to
-// 2 s of a hot endpoint's backlog, and as many jobs as the consumer's
-// default MaxAckPending lets all senders hold: a job in line costs its
-// message, and one sent back to JetStream a nak, a redelivery and a
-// refusal. With 200 ms and 4,096 jobs, a hot endpoint's backlog went back
-// and forth 1.2 times per delivery; with these, 0.5, for a fifth more
-// deliveries per second (docs/performance.md).
+// 2 s of a hot endpoint's backlog, at most 4,096 jobs: a job in line costs
+// about 7 KiB of a sender's peak memory with a 1 KiB event, and one sent
+// back to JetStream a nak, a redelivery and a refusal. With 200 ms and
+// 1,024 jobs per endpoint, a hot endpoint's backlog went back and forth 1.2
+// times per delivery; with these, 0.7-0.9, for a sixth to a fifth more
+// deliveries per second, and a sender with 100,000 jobs for one endpoint
+// peaks at 65 MiB (20,000 jobs: 0.4-0.5 times, a few % more deliveries,
+// 138 MiB; docs/performance.md).
 const (
 	DefaultHandoffWait         = 2 * time.Second
-	DefaultHandoffEndpointJobs = 20000
-	DefaultHandoffJobs         = 20000
+	DefaultHandoffEndpointJobs = 4096
+	DefaultHandoffJobs         = 4096
 	DefaultHandoffBytes        = 64 << 20
 )
 

@@ -246,7 +246,7 @@ func WithEndpointConcurrency(n int) Option { return func(s *Sender) { s.endpoint
 
 // WithHandoff bounds the in-process handoff of freed slots to jobs refused
 // by a fast endpoint's cap (see Handoff); unset bounds keep their defaults
-// (2 s, 20,000 jobs per endpoint, 20,000 jobs and 64 MiB per process).
+// (2 s, 4,096 jobs per endpoint, 4,096 jobs and 64 MiB per process).
 func WithHandoff(h Handoff) Option {
 	return func(s *Sender) { s.endpoints.handoff = h.or(defaultHandoff) }
 }

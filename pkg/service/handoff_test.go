@@ -19,8 +19,8 @@ func TestHandoffConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.EndpointHandoffWait != 2*time.Second || c.EndpointHandoffJobs != 20000 || c.SenderHandoffJobs != 20000 || c.SenderHandoffBytes != 64<<20 {
-		t.Fatalf("defaults: wait %v, %d jobs per endpoint, %d jobs and %d bytes per process; want 2s, 20000, 20000, 64 MiB",
+	if c.EndpointHandoffWait != 2*time.Second || c.EndpointHandoffJobs != 4096 || c.SenderHandoffJobs != 4096 || c.SenderHandoffBytes != 64<<20 {
+		t.Fatalf("defaults: wait %v, %d jobs per endpoint, %d jobs and %d bytes per process; want 2s, 4096, 4096, 64 MiB",
 			c.EndpointHandoffWait, c.EndpointHandoffJobs, c.SenderHandoffJobs, c.SenderHandoffBytes)
 	}
 	if c.EndpointHandoffWait != sender.DefaultHandoffWait || c.SenderHandoffBytes != sender.DefaultHandoffBytes {

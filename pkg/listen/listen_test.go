@@ -37,16 +37,24 @@ func newPair(t *testing.T) *pair {
 
 // serve runs the relay of endpoint id until the returned stop is called;
 // answer plays the CLI (nil: never answers).
+//
+// stop waits for the answers given to finish first: the sender's client
+// has its answer as soon as the relay holding the request takes it, before
+// the relay has acknowledged it to Respond, and a test that ended then
+// closed the connection under a Respond still waiting.
 func (p *pair) serve(id string, answer func(listen.Request) listen.Response) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	var answering sync.WaitGroup
 	go func() {
 		done <- p.relay.Serve(ctx, id, nil, func(req listen.Request) error {
 			p.mu.Lock()
 			p.got = append(p.got, req)
 			p.mu.Unlock()
 			if answer != nil {
+				answering.Add(1)
 				go func() {
+					defer answering.Done()
 					resp := answer(req)
 					resp.RequestID = req.ID
 					if err := p.relay.Respond(context.Background(), id, resp); err != nil {
@@ -63,6 +71,7 @@ func (p *pair) serve(id string, answer func(listen.Request) listen.Response) (st
 		return on
 	}, "relay of %s not serving", id)
 	return func() {
+		answering.Wait()
 		cancel()
 		if err := <-done; err != nil {
 			p.t.Errorf("Serve: %v", err)

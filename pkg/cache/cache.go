@@ -95,7 +95,8 @@ type Cache struct {
 	rounds   rounds
 	// direct: the bucket's stream has one replica and allows direct gets,
 	// so Current may ask with one (see lastChange).
-	direct atomic.Bool
+	direct    atomic.Bool
+	lastQuery lastQuery // set in New when the cache has js
 }
 
 type entry struct {
@@ -141,6 +142,9 @@ func New(src Source, kv jetstream.KeyValue, opts ...Option) *Cache {
 	c := &Cache{src: src, kv: kv, ttl: 5 * time.Minute, log: zerolog.Nop(), local: map[string]*entry{}, started: make(chan struct{}), advanced: make(chan struct{})}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.js != nil {
+		c.lastQuery = c.newLastQuery()
 	}
 	redisUp.Set(0)
 	return c

@@ -93,20 +93,9 @@ func (c *Cache) currentRound() error {
 // follower that has not stored the change yet. A bucket on one server is
 // asked with a direct get, which skips the JetStream API's queue.
 func (c *Cache) lastChange(ctx context.Context) (uint64, error) {
-	req, err := json.Marshal(map[string]string{"last_by_subj": c.changeSubjects()})
-	if err != nil {
-		return 0, err
-	}
-	prefix := c.js.Options().APIPrefix
-	if prefix == "" {
-		prefix = jetstream.DefaultAPIPrefix
-	}
-	if prefix[len(prefix)-1] != '.' {
-		prefix += "."
-	}
-	stream := "KV_" + c.kv.Bucket()
+	q := &c.lastQuery
 	if c.direct.Load() {
-		m, err := c.js.Conn().RequestWithContext(ctx, prefix+"DIRECT.GET."+stream, req)
+		m, err := c.js.Conn().RequestWithContext(ctx, q.direct, q.body)
 		if err != nil {
 			return 0, err
 		}
@@ -118,7 +107,7 @@ func (c *Cache) lastChange(ctx context.Context) (uint64, error) {
 		}
 		return 0, fmt.Errorf("last change: %s %s", m.Header.Get("Status"), m.Header.Get("Description"))
 	}
-	m, err := c.js.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET."+stream, req)
+	m, err := c.js.Conn().RequestWithContext(ctx, q.leader, q.body)
 	if err != nil {
 		return 0, err
 	}
@@ -148,6 +137,27 @@ func (c *Cache) lastChange(ctx context.Context) (uint64, error) {
 // changeSubjects are the bucket stream's subjects of endpoint keys: what
 // the watch follows.
 func (c *Cache) changeSubjects() string { return "$KV." + c.kv.Bucket() + "." + store.WatchPattern }
+
+// lastQuery is lastChange's request, the same for every round: its body
+// and the subjects of the direct get and of the leader's get.
+type lastQuery struct {
+	body           []byte
+	direct, leader string
+}
+
+// newLastQuery builds c's lastQuery; c.js is set.
+func (c *Cache) newLastQuery() lastQuery {
+	body, _ := json.Marshal(map[string]string{"last_by_subj": c.changeSubjects()}) // strings only: cannot fail
+	prefix := c.js.Options().APIPrefix
+	if prefix == "" {
+		prefix = jetstream.DefaultAPIPrefix
+	}
+	if prefix[len(prefix)-1] != '.' {
+		prefix += "."
+	}
+	stream := "KV_" + c.kv.Bucket()
+	return lastQuery{body: body, direct: prefix + "DIRECT.GET." + stream, leader: prefix + "STREAM.MSG.GET." + stream}
+}
 
 // apply records that the watch has applied the bucket's changes up to seq.
 // A (re)started watch sets it outright (from is true): everything up to

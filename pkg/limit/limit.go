@@ -34,7 +34,7 @@
 // their skew shifts lease expiry and the rate's spacing by as much. Redis key
 // TTLs only collect the garbage of idle endpoints and are generous.
 //
-// Keys are prefix+"limit:{<endpoint>}:breaker|rate|leases"; the hash tag keeps
+// Keys are prefix+"limit:{<endpoint>}:breaker|rate|leases|wanting"; the hash tag keeps
 // one endpoint's keys in one Redis Cluster slot. prefix must not contain '{'.
 //
 // # Degraded mode
@@ -168,6 +168,17 @@ type Verdict struct {
 // cancelled by shutdown, or the slot is only freed when its lease expires.
 type Permit interface {
 	Done(ctx context.Context, success bool)
+	// Handover is Done followed by Admit for another request to the same
+	// endpoint: the slot passes from one request to the next. With Redis
+	// it is one round trip instead of two, and atomic, so no other replica
+	// takes the slot in between (an order Done then Admit could have run
+	// in too), unless this replica holds its share of the cap while
+	// another was refused a slot within the last second: then the slot is
+	// released and the next request refused by the cap, so that a replica
+	// with a backlog does not keep the endpoint's slots from the others.
+	// The caller gets the next request's Permit, or the Verdict that
+	// refused it (this outcome may also have opened the breaker).
+	Handover(ctx context.Context, success bool, rateLimit int, leaseTTL time.Duration) (Permit, Verdict)
 }
 
 // Limiter enforces per-endpoint limits. It is safe for concurrent use.
@@ -384,6 +395,34 @@ func (p *permit) Done(ctx context.Context, success bool) {
 		return
 	}
 	l.recordLocal(now, p.endpoint, p.lease, p.probe, success)
+}
+
+func (p *permit) Handover(ctx context.Context, success bool, rateLimit int, leaseTTL time.Duration) (Permit, Verdict) {
+	l := p.l
+	if !p.shared || p.outsideBreaker || !l.shared() || !p.done.CompareAndSwap(false, true) {
+		p.Done(ctx, success)
+		return l.Admit(ctx, p.endpoint, rateLimit, leaseTTL)
+	}
+	if leaseTTL <= 0 {
+		leaseTTL = DefaultLeaseTTL
+	}
+	rateLimit = max(rateLimit, 0)
+	now := l.now()
+	next := l.id + strconv.FormatUint(l.seq.Add(1), 36)
+	rctx, cancel := context.WithTimeout(ctx, redisBudget)
+	_, v, st, err := l.handoverRedis(rctx, now, p.endpoint, p.lease, p.probe, success, rateLimit, leaseTTL, next)
+	cancel()
+	if err != nil {
+		// As Done and Admit do when Redis fails: the lease expires by
+		// itself, this process's breaker learns the outcome, and the next
+		// request is admitted by this process alone.
+		l.redisFailed(ctx, err)
+		l.recordLocal(now, p.endpoint, "", false, success)
+		return l.Admit(ctx, p.endpoint, rateLimit, leaseTTL)
+	}
+	l.redisOK()
+	track(l, p.endpoint, st)
+	return l.finish(&permit{l: l, endpoint: p.endpoint, lease: next, probe: v.Probe, shared: true}, v)
 }
 
 // release frees the permit's slot without recording an outcome. A Redis

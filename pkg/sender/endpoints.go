@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/heraldhq/herald/pkg/limit"
 )
 
 const (
@@ -149,17 +151,28 @@ func (l *endpoints) sweep(idleSince time.Time) (forgotten int) {
 	return forgotten
 }
 
-// end marks a slot free again, learns how long it was held, and hands it
-// to the first job in line, if any.
-func (l *endpoints) end(endpoint string, started time.Time) {
+// end marks a slot free again and learns how long it was held. Unless the
+// slot went to a job in line already (passed: see first), it is handed to
+// the first job in line, if any, which then asks the limiter for it.
+func (l *endpoints) end(endpoint string, started time.Time, passed bool) {
 	e := l.get(endpoint)
 	e.inFlight.Add(-1)
 	e.observe(time.Since(started))
-	if e.waiting.Load() > 0 {
+	if !passed && e.waiting.Load() > 0 {
 		if w := l.next(e); w != nil {
-			go w.resume(true)
+			go w.resume(handover{handed: true})
 		}
 	}
+}
+
+// first takes the first job out of endpoint's line, nil if there is none:
+// the request that ends passes its slot to it.
+func (l *endpoints) first(endpoint string) *waiter {
+	e := l.get(endpoint)
+	if e.waiting.Load() == 0 {
+		return nil
+	}
+	return l.next(e)
 }
 
 // busy reports whether this process has capacity requests in flight to
@@ -226,13 +239,24 @@ func (l *endpoints) holdFor(endpoint string, capacity, size int) time.Duration {
 // data, not a goroutine blocked until a slot frees: a blocked goroutine kept
 // its stack, and a line of 20,000 jobs took 150 MiB more than the same jobs
 // waiting in JetStream (docs/performance.md). resume runs the job on, in a
-// goroutine of its own: handed is true when a request's end handed it the
-// slot, false when its wait ran out (or the sender stops).
+// goroutine of its own, with how it came out of line.
 type waiter struct {
-	resume func(handed bool)
+	resume func(h handover)
 	size   int
 	timer  *time.Timer
 	elem   *list.Element // its place in line; nil once taken out
+}
+
+// A handover is how a job in line goes on: handed the slot of a request
+// that ended, or not (its wait ran out, or the sender stops). decided: the
+// ended request handed its permit over already (limit.Permit.Handover: the
+// release and the next grant in one Redis round trip), and permit and
+// verdict are the job's; otherwise the job asks the limiter itself.
+type handover struct {
+	handed  bool
+	decided bool
+	permit  limit.Permit
+	verdict limit.Verdict
 }
 
 // enqueue puts w in endpoint's line for at most d: at the back, or at the
@@ -252,7 +276,7 @@ func (l *endpoints) enqueue(endpoint string, w *waiter, d time.Duration, first b
 	l.waitingBytes.Add(int64(w.size))
 	w.timer = time.AfterFunc(d, func() {
 		if l.take(e, w) {
-			w.resume(false)
+			w.resume(handover{})
 		}
 	})
 }
@@ -301,7 +325,7 @@ func (l *endpoints) stop() {
 	l.m.Range(func(_, v any) bool {
 		e := v.(*endpointState)
 		for w := l.next(e); w != nil; w = l.next(e) {
-			go w.resume(false)
+			go w.resume(handover{})
 		}
 		return true
 	})

@@ -129,7 +129,7 @@ func TestLineHandsFreedSlotsInOrder(t *testing.T) {
 	}
 	got := make(chan resumed, 10)
 	enqueue := func(id int, d time.Duration) {
-		l.enqueue("ep", &waiter{size: 10, resume: func(h bool) { got <- resumed{id, h} }}, d, false)
+		l.enqueue("ep", &waiter{size: 10, resume: func(h handover) { got <- resumed{id, h.handed} }}, d, false)
 	}
 	next := func() resumed {
 		t.Helper()
@@ -148,20 +148,20 @@ func TestLineHandsFreedSlotsInOrder(t *testing.T) {
 	if !l.queueing("ep") || l.waiting.Load() != 4 || l.waitingBytes.Load() != 40 {
 		t.Fatalf("4 jobs in line: queueing %v, %d jobs, %d bytes", l.queueing("ep"), l.waiting.Load(), l.waitingBytes.Load())
 	}
-	l.end("ep", l.start("ep"))
+	l.end("ep", l.start("ep"), false)
 	if r := next(); r != (resumed{1, true}) {
 		t.Fatalf("first end: %+v went on, want job 1 handed the slot", r)
 	}
 	if r := next(); r != (resumed{3, false}) {
 		t.Fatalf("then %+v went on, want job 3 at the end of its 50 ms wait", r)
 	}
-	l.end("ep", l.start("ep"))
+	l.end("ep", l.start("ep"), false)
 	if r := next(); r != (resumed{2, true}) {
 		t.Fatalf("second end: %+v went on, want job 2 handed the slot", r)
 	}
 	// A job handed a slot another process took goes back to the front.
-	l.enqueue("ep", &waiter{size: 10, resume: func(h bool) { got <- resumed{5, h} }}, time.Hour, true)
-	l.end("ep", l.start("ep"))
+	l.enqueue("ep", &waiter{size: 10, resume: func(h handover) { got <- resumed{5, h.handed} }}, time.Hour, true)
+	l.end("ep", l.start("ep"), false)
 	if r := next(); r != (resumed{5, true}) {
 		t.Fatalf("third end: %+v went on, want job 5, put back at the front, handed the slot", r)
 	}
@@ -186,10 +186,10 @@ func TestLineHandsFreedSlotsInOrder(t *testing.T) {
 
 func TestSweepForgetsOnlyIdleEndpoints(t *testing.T) {
 	var l endpoints
-	l.end("idle", l.start("idle"))
+	l.end("idle", l.start("idle"), false)
 	l.get("busy").inFlight.Store(1)
 	l.get("waiting").waiting.Store(1)
-	l.end("due", l.start("due"))
+	l.end("due", l.start("due"), false)
 	for range 2 { // the second refused job returns in an hour
 		l.backoff("due", time.Hour, 0, 2*time.Hour, time.Now())
 	}

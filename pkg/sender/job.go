@@ -142,10 +142,26 @@ func (s *Sender) send(ctx context.Context, msg jetstream.Msg, job *heraldv1.Deli
 	if span.IsRecording() {
 		traceAttempt(span, rec, decision)
 	}
-	if permit != nil {
-		permit.Done(ctx, rec.StatusCode >= 200 && rec.StatusCode <= 299)
+	// The slot passes to the first job of the endpoint waiting here, if
+	// any: the permit is handed over, this outcome recorded on the way, in
+	// one Redis round trip instead of a release and a grant. Otherwise it is
+	// released. Either happens before end, so that the slot's time includes
+	// it (the pacing of refused jobs reads it) and a job woken by end finds
+	// the slot free everywhere.
+	success := rec.StatusCode >= 200 && rec.StatusCode <= 299
+	next := s.endpoints.first(ep.ID)
+	h := handover{handed: true}
+	switch {
+	case next != nil && permit != nil:
+		h.permit, h.verdict = permit.Handover(ctx, success, ep.RateLimit, leaseTTL(ep))
+		h.decided = true
+	case permit != nil:
+		permit.Done(ctx, success)
 	}
-	s.endpoints.end(ep.ID, started) // after Done: a job woken by it finds the slot free everywhere
+	s.endpoints.end(ep.ID, started, next != nil)
+	if next != nil {
+		go next.resume(h)
+	}
 	s.trackHealth(ctx, ep, job, decision, log)
 	switch decision.Action {
 	case Ack:
@@ -222,10 +238,15 @@ func (s *Sender) admit(ctx context.Context, ep *store.Endpoint, queued bool) (li
 		s.endpointCap > 0 && s.endpoints.busy(ep.ID, s.endpointCap):
 		return nil, limit.Verdict{Cause: limit.Concurrency}
 	case s.limiter != nil:
-		timeout := time.Duration(ep.TimeoutMS) * time.Millisecond
-		return s.limiter.Admit(ctx, ep.ID, ep.RateLimit, timeout+leaseMargin)
+		return s.limiter.Admit(ctx, ep.ID, ep.RateLimit, leaseTTL(ep))
 	}
 	return nil, limit.Verdict{Allowed: true}
+}
+
+// leaseTTL is how long the limiter keeps a slot of ep for a request that
+// never reports its end: its timeout and leaseMargin.
+func leaseTTL(ep *store.Endpoint) time.Duration {
+	return time.Duration(ep.TimeoutMS)*time.Millisecond + leaseMargin
 }
 
 // refusedJob decides what becomes of a job the limits refused. One refused
@@ -260,11 +281,11 @@ func (s *Sender) refusedJob(ctx context.Context, msg jetstream.Msg, job *heraldv
 func (s *Sender) line(ctx context.Context, msg jetstream.Msg, job *heraldv1.DeliveryJob, ep *store.Endpoint, until time.Time, first bool, log zerolog.Logger) {
 	s.jobs.Add(1)
 	w := &waiter{size: len(msg.Data())}
-	w.resume = func(handed bool) {
+	w.resume = func(h handover) {
 		defer s.jobs.Done()
 		inFlight.Inc()
 		defer inFlight.Dec()
-		if !handed && s.endpoints.stopping.Load() {
+		if !h.handed && s.endpoints.stopping.Load() {
 			// The sender stops: give the job back, paced, without asking
 			// the limiter for a slot the sender will not use.
 			s.wait(ctx, msg, job, s.refused(ep, limit.Verdict{Cause: limit.Concurrency}), log)
@@ -273,13 +294,19 @@ func (s *Sender) line(ctx context.Context, msg jetstream.Msg, job *heraldv1.Deli
 		wk := &worker{slots: s.slots}
 		wk.reclaim()
 		defer wk.release()
-		permit, v := s.admit(ctx, ep, true)
+		var permit limit.Permit
+		var v limit.Verdict
+		if h.decided {
+			permit, v = h.permit, h.verdict
+		} else {
+			permit, v = s.admit(ctx, ep, true)
+		}
 		if v.Allowed {
 			handoffs.Inc()
 			s.send(ctx, msg, job, ep, permit, log)
 			return
 		}
-		s.refusedJob(ctx, msg, job, ep, v, until, handed, log)
+		s.refusedJob(ctx, msg, job, ep, v, until, h.handed, log)
 	}
 	s.endpoints.enqueue(ep.ID, w, time.Until(until), first)
 }

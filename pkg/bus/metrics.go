@@ -47,14 +47,11 @@ func (c *StreamCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	for _, name := range []string{StreamEvents, StreamDeliveries, StreamRetries, StreamDLQ, StreamAttempts} {
-		s, err := c.js.Stream(ctx, name)
+		s, err := c.js.Stream(ctx, name) // reads the stream's info: one request, not two
 		if err != nil {
 			continue
 		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			continue
-		}
+		info := s.CachedInfo()
 		ch <- prometheus.MustNewConstMetric(c.msgs, prometheus.GaugeValue, float64(info.State.Msgs), name)
 		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(info.State.Bytes), name)
 		for cons := range s.ListConsumers(ctx).Info() {

@@ -1,0 +1,81 @@
+package bus
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/testenv"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// TestStreamCollector reads queue depths from a real server at scrape time:
+// messages per stream, and per consumer the messages not yet delivered and
+// those delivered but not acked.
+func TestStreamCollector(t *testing.T) {
+	nc, err := nats.Connect(testenv.NATSServer(t).URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := EnsureStreams(ctx, js, Config{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := js.Publish(ctx, EventSubject("t1", "post.published"), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := RouterConsumer(ctx, js, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.FetchNoWait(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range batch.Messages() { // delivered, not acked
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewStreamCollector(js))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			got[key] = gaugeValue(m)
+		}
+	}
+	for key, want := range map[string]float64{
+		"herald_stream_messages,stream=EVENTS":                                      3,
+		"herald_stream_messages,stream=DELIVERIES":                                  0,
+		"herald_consumer_pending,consumer=" + ConsumerRouter + ",stream=EVENTS":     2,
+		"herald_consumer_ack_pending,consumer=" + ConsumerRouter + ",stream=EVENTS": 1,
+		"herald_consumer_redelivered,consumer=" + ConsumerRouter + ",stream=EVENTS": 0,
+	} {
+		if v, ok := got[key]; !ok || v != want {
+			t.Errorf("%s = %v (reported: %v), want %v", key, v, ok, want)
+		}
+	}
+	if got["herald_stream_bytes,stream=EVENTS"] <= 0 {
+		t.Errorf("EVENTS bytes not reported: %v", got)
+	}
+}
+
+func gaugeValue(m *dto.Metric) float64 { return m.GetGauge().GetValue() }

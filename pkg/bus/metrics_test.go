@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/testenv"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -16,15 +14,8 @@ import (
 // messages per stream, and per consumer the messages not yet delivered and
 // those delivered but not acked.
 func TestStreamCollector(t *testing.T) {
-	nc, err := nats.Connect(testenv.NATSServer(t).URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Its own server, not NATS_URL's: the streams have their fixed names.
+	js := testenv.ConnectJetStream(t, testenv.NATSServer(t).URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := EnsureStreams(ctx, js, Config{}); err != nil {

@@ -4,9 +4,6 @@ import (
 	"context"
 	"testing"
 	"time"
-
-	"github.com/heraldhq/herald/internal/testenv"
-	"github.com/redis/go-redis/v9"
 )
 
 // TestHandover: a permit handed over releases its slot, records its
@@ -78,13 +75,7 @@ func TestHandover(t *testing.T) {
 // TestHandoverDuringOutage: with Redis gone, a permit granted through it
 // still hands over, from this process's own limits.
 func TestHandoverDuringOutage(t *testing.T) {
-	rp := testenv.RedisProcess(t)
-	opt, err := redis.ParseURL(rp.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
+	rp, rdb := redisProcess(t)
 	l := New(rdb, "handover:", WithConcurrency(1))
 	ctx := context.Background()
 	p := mustAdmit(t, l, "ep", 0, 10*time.Second)

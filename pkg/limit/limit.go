@@ -296,12 +296,8 @@ func (l *Limiter) AdmitOutsideBreaker(ctx context.Context, endpoint string, rate
 }
 
 func (l *Limiter) admit(ctx context.Context, endpoint string, rateLimit int, leaseTTL time.Duration, outsideBreaker bool) (Permit, Verdict) {
-	if leaseTTL <= 0 {
-		leaseTTL = DefaultLeaseTTL
-	}
-	rateLimit = max(rateLimit, 0)
+	rateLimit, leaseTTL, lease := l.request(rateLimit, leaseTTL)
 	now := l.now()
-	lease := l.id + strconv.FormatUint(l.seq.Add(1), 36)
 	if l.shared() {
 		rctx, cancel := context.WithTimeout(ctx, redisBudget)
 		v, st, err := l.admitRedis(rctx, now, endpoint, rateLimit, leaseTTL, lease, outsideBreaker)
@@ -315,6 +311,15 @@ func (l *Limiter) admit(ctx context.Context, endpoint string, rateLimit int, lea
 	}
 	v := l.admitLocal(now, endpoint, rateLimit, leaseTTL, lease, outsideBreaker)
 	return l.finish(&permit{l: l, endpoint: endpoint, lease: lease, probe: v.Probe, outsideBreaker: outsideBreaker}, v)
+}
+
+// request reads a request's limits (the defaults where unset) and names
+// its lease, unique to this Limiter.
+func (l *Limiter) request(rateLimit int, leaseTTL time.Duration) (rate int, ttl time.Duration, lease string) {
+	if leaseTTL <= 0 {
+		leaseTTL = DefaultLeaseTTL
+	}
+	return max(rateLimit, 0), leaseTTL, l.id + strconv.FormatUint(l.seq.Add(1), 36)
 }
 
 func (l *Limiter) finish(p *permit, v Verdict) (Permit, Verdict) {
@@ -403,12 +408,8 @@ func (p *permit) Handover(ctx context.Context, success bool, rateLimit int, leas
 		p.Done(ctx, success)
 		return l.Admit(ctx, p.endpoint, rateLimit, leaseTTL)
 	}
-	if leaseTTL <= 0 {
-		leaseTTL = DefaultLeaseTTL
-	}
-	rateLimit = max(rateLimit, 0)
+	rateLimit, leaseTTL, next := l.request(rateLimit, leaseTTL)
 	now := l.now()
-	next := l.id + strconv.FormatUint(l.seq.Add(1), 36)
 	rctx, cancel := context.WithTimeout(ctx, redisBudget)
 	_, v, st, err := l.handoverRedis(rctx, now, p.endpoint, p.lease, p.probe, success, rateLimit, leaseTTL, next)
 	cancel()

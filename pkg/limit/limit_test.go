@@ -445,7 +445,10 @@ func breakerGauge(t *testing.T, state string) float64 {
 	return testenv.Metric(t, "herald_breaker_state", "state", state)
 }
 
-func TestRedisOutage(t *testing.T) {
+// redisProcess starts a redis-server of this test's own, which the test
+// may stop, and a client of it.
+func redisProcess(t *testing.T) (*testenv.Process, *redis.Client) {
+	t.Helper()
 	rp := testenv.RedisProcess(t)
 	opt, err := redis.ParseURL(rp.URL())
 	if err != nil {
@@ -453,6 +456,11 @@ func TestRedisOutage(t *testing.T) {
 	}
 	rdb := redis.NewClient(opt)
 	t.Cleanup(func() { rdb.Close() })
+	return rp, rdb
+}
+
+func TestRedisOutage(t *testing.T) {
+	rp, rdb := redisProcess(t)
 	logs := &testenv.Buffer{}
 	lg := zerolog.New(zerolog.MultiLevelWriter(logs, zerolog.ConsoleWriter{Out: testWriter{t}, NoColor: true}))
 	a := New(rdb, "outage:", WithConcurrency(2), WithLogger(lg))

@@ -411,7 +411,7 @@ func (p *permit) Handover(ctx context.Context, success bool, rateLimit int, leas
 	rateLimit, leaseTTL, next := l.request(rateLimit, leaseTTL)
 	now := l.now()
 	rctx, cancel := context.WithTimeout(ctx, redisBudget)
-	_, v, st, err := l.handoverRedis(rctx, now, p.endpoint, p.lease, p.probe, success, rateLimit, leaseTTL, next)
+	v, st, err := l.handoverRedis(rctx, now, p.endpoint, p.lease, p.probe, success, rateLimit, leaseTTL, next)
 	cancel()
 	if err != nil {
 		// As Done and Admit do when Redis fails: the lease expires by

@@ -220,20 +220,19 @@ func (l *Limiter) recordRedis(ctx context.Context, now time.Time, endpoint, leas
 
 // handoverRedis records the outcome of the request that held lease and
 // admits another in its place (handoverScript).
-func (l *Limiter) handoverRedis(ctx context.Context, now time.Time, endpoint, lease string, probe, success bool, rate int, ttl time.Duration, next string) (recorded breakerState, v Verdict, st breakerState, err error) {
+func (l *Limiter) handoverRedis(ctx context.Context, now time.Time, endpoint, lease string, probe, success bool, rate int, ttl time.Duration, next string) (Verdict, breakerState, error) {
 	args := append(l.recordArgs(now, lease, probe, success), l.admitArgs(now, rate, ttl, next, false, true)...)
 	res, err := handoverScript.Run(ctx, l.rdb, l.admitKeys(endpoint), args...).Int64Slice()
 	if err != nil {
-		return breakerState{}, Verdict{}, breakerState{}, err
+		return Verdict{}, breakerState{}, err
 	}
 	if len(res) != 7 {
-		return breakerState{}, Verdict{}, breakerState{}, fmt.Errorf("limit: unexpected handover reply %v", res)
+		return Verdict{}, breakerState{}, fmt.Errorf("limit: unexpected handover reply %v", res)
 	}
-	if recorded, err = recordReply(res[:2]); err != nil {
-		return breakerState{}, Verdict{}, breakerState{}, err
+	if _, err := recordReply(res[:2]); err != nil { // counts the breaker's transition
+		return Verdict{}, breakerState{}, err
 	}
-	v, st, err = admitReply(res[2:])
-	return recorded, v, st, err
+	return admitReply(res[2:])
 }
 
 func (l *Limiter) admitKeys(endpoint string) []string {

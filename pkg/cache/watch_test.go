@@ -111,13 +111,7 @@ func TestEndpointMissCheckedWithStore(t *testing.T) {
 // on every 1 s tick, and each call starts a goroutine that lives until the
 // watch stops: +1 a second, forever, in every process.
 func TestIdleWatchHoldsGoroutinesFlat(t *testing.T) {
-	js := testenv.JetStream(t)
-	st, err := store.Open(testCtx(t), js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cache.New(st, st.KV(), cache.WithJetStream(js))
-	run(t, c)
+	runningCache(t)         // watching, idle
 	time.Sleep(time.Second) // warm-up: the watchdog's first tick has run
 	before := runtime.NumGoroutine()
 	time.Sleep(6 * time.Second) // idle: six watchdog ticks, the behaviour under test
@@ -226,9 +220,8 @@ func TestCurrentSharedByConcurrentCallers(t *testing.T) {
 	}
 }
 
-// watchingCache is a store, a cache over it with its watch running, and a
-// tenant without endpoints.
-func watchingCache(t *testing.T) (*store.Store, *cache.Cache, string) {
+// runningCache is a store and a cache over it with its watch running.
+func runningCache(t *testing.T) (*store.Store, *cache.Cache) {
 	t.Helper()
 	js := testenv.JetStream(t)
 	st, err := store.Open(testCtx(t), js)
@@ -237,6 +230,13 @@ func watchingCache(t *testing.T) (*store.Store, *cache.Cache, string) {
 	}
 	c := cache.New(st, st.KV(), cache.WithJetStream(js))
 	run(t, c)
+	return st, c
+}
+
+// watchingCache is runningCache with a tenant without endpoints.
+func watchingCache(t *testing.T) (*store.Store, *cache.Cache, string) {
+	t.Helper()
+	st, c := runningCache(t)
 	tn, _, err := st.CreateTenant(testCtx(t), "A")
 	if err != nil {
 		t.Fatal(err)

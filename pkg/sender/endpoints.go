@@ -214,9 +214,10 @@ func (l *endpoints) queueing(endpoint string) bool {
 // concurrency cap may wait here for a slot, or 0 when it must go back to
 // JetStream at once: the endpoint is not known to be fast; this process has
 // no request to it in flight, so no slot will be freed here (the other
-// replicas hold the cap); as many jobs wait already as the endpoint can
-// take within the handoff's wait (a hot endpoint's backlog thus waits here
-// only as far as it will be served soon), or as its bound allows; or the
+// replicas hold the cap); as many jobs wait already as this process's
+// requests to the endpoint (see parallel) can take within the handoff's
+// wait (a hot endpoint's backlog thus waits here only as far as it will be
+// served soon), or as its bound allows; or the
 // process's bounds on waiting jobs are reached. The wait is about the time
 // the jobs ahead of it take, plus two slot times, never more than the
 // handoff's wait.
@@ -227,12 +228,28 @@ func (l *endpoints) holdFor(endpoint string, capacity, size int) time.Duration {
 	if avg <= 0 || avg > h.Wait/fastSlotsPerWait || capacity <= 0 || e.inFlight.Load() <= 0 || l.stopping.Load() {
 		return 0
 	}
+	par := int64(e.parallel(capacity))
 	waiting := int64(e.waiting.Load())
-	most := min(max(int64(capacity)*int64(h.Wait/avg), int64(capacity)), int64(h.EndpointJobs))
+	most := min(max(par*int64(h.Wait/avg), par), int64(h.EndpointJobs))
 	if waiting >= most || l.waiting.Load() >= int64(h.Jobs) || l.waitingBytes.Load()+int64(size) > h.Bytes {
 		return 0
 	}
-	return min(h.Wait, time.Duration(waiting/int64(capacity)+2)*avg+minLimitWait)
+	return min(h.Wait, time.Duration(waiting/par+2)*avg+minLimitWait)
+}
+
+// parallel is how many requests to the endpoint this process can expect to
+// have in flight: its requests in flight now, at most capacity, or capacity
+// when it has none. With several replicas each holds its share of the cap,
+// not the whole cap, so its line drains at that pace: a line estimated
+// against the whole cap with two replicas promised jobs half the wait they
+// got, and about half of them ran out of it, each then asking the limiter
+// in vain and going back to JetStream.
+func (e *endpointState) parallel(capacity int) int {
+	n := int(e.inFlight.Load())
+	if n <= 0 || n > capacity {
+		return capacity
+	}
+	return n
 }
 
 // A waiter is a job waiting in line for a slot of its endpoint. It is
@@ -332,14 +349,17 @@ func (l *endpoints) stop() {
 }
 
 // slotTime is how often, on average, the endpoint is expected to take
-// one more request: half its average slot time shared by its capacity
-// slots (refused jobs come back a little early and wait here for the slot,
+// one more request: half its average slot time shared by the slots this
+// process holds (see parallel; the other replicas space their own refused
+// jobs by theirs, so that together they return at the cap's pace; refused
+// jobs come back a little early and wait here for the slot,
 // see holdFor, rather than late, when the endpoint would idle), or the
 // spacing of its rate limit in requests per second, whichever is longer.
 func (l *endpoints) slotTime(endpoint string, capacity, rate int) time.Duration {
-	step := time.Duration(l.get(endpoint).avg.Load()) / 2
+	e := l.get(endpoint)
+	step := time.Duration(e.avg.Load()) / 2
 	if capacity > 0 {
-		step /= time.Duration(capacity)
+		step /= time.Duration(e.parallel(capacity))
 	}
 	if rate > 0 {
 		step = max(step, time.Second/time.Duration(rate))

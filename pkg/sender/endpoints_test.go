@@ -82,13 +82,13 @@ func TestHoldHonoursConfiguredHandoff(t *testing.T) {
 	}
 	fast := l.get("fast")
 	fast.avg.Store(int64(5 * time.Millisecond))
-	fast.inFlight.Store(1)
+	fast.inFlight.Store(2)
 	if d := l.holdFor("fast", 2, 1); d != 2*5*time.Millisecond+minLimitWait {
 		t.Fatalf("first in line at a 5 ms endpoint: hold %v, want two slot times", d)
 	}
-	fast.waiting.Store(2)
-	if d := l.holdFor("fast", 100, 1); d != 2*5*time.Millisecond+minLimitWait {
-		t.Fatalf("behind 2 jobs of 3 allowed: hold %v, want two slot times", d)
+	fast.waiting.Store(2) // one round of the 2 requests in flight here ahead
+	if d := l.holdFor("fast", 100, 1); d != 3*5*time.Millisecond+minLimitWait {
+		t.Fatalf("behind 2 jobs of 3 allowed: hold %v, want three slot times", d)
 	}
 	fast.waiting.Store(3)
 	if d := l.holdFor("fast", 100, 1); d != 0 {
@@ -114,6 +114,42 @@ func TestHoldHonoursConfiguredHandoff(t *testing.T) {
 	}
 	if h := New(nil, nil).endpoints.handoff; h != defaultHandoff {
 		t.Fatalf("without WithHandoff the bounds are %+v, want the defaults", h)
+	}
+}
+
+// A replica holding part of an endpoint's cap (the others hold the rest)
+// serves its line at the pace of its own requests in flight, not of the
+// whole cap: its jobs are promised that wait, its line holds what those
+// requests serve within the handoff's wait, and it spaces the returns of
+// its refused jobs by its own slots, so that the replicas together return
+// them at the cap's pace.
+func TestLineEstimatesTheReplicasShare(t *testing.T) {
+	l := endpoints{handoff: Handoff{Wait: 200 * time.Millisecond, EndpointJobs: 1024, Jobs: 4096, Bytes: DefaultHandoffBytes}}
+	ep := l.get("ep")
+	ep.avg.Store(int64(10 * time.Millisecond))
+	if s := l.slotTime("ep", 10, 0); s != 500*time.Microsecond {
+		t.Fatalf("nothing in flight here: slot time %v, want half of 10 ms shared by the whole cap of 10", s)
+	}
+	ep.inFlight.Store(5) // another replica holds the other 5 of the cap of 10
+	if s := l.slotTime("ep", 10, 0); s != time.Millisecond {
+		t.Fatalf("5 of 10 slots here: slot time %v, want half of 10 ms shared by 5", s)
+	}
+	ep.waiting.Store(10) // two rounds of this replica's 5 requests ahead
+	if d := l.holdFor("ep", 10, 1); d != 4*10*time.Millisecond+minLimitWait {
+		t.Fatalf("behind 10 jobs with 5 requests in flight here: hold %v, want four slot times", d)
+	}
+	ep.waiting.Store(99) // 5 requests x 20 each within the 200 ms wait: room for one more
+	if d := l.holdFor("ep", 10, 1); d == 0 {
+		t.Fatal("the 100th job may not wait, though this replica serves 100 within the wait")
+	}
+	ep.waiting.Store(100)
+	if d := l.holdFor("ep", 10, 1); d != 0 {
+		t.Fatalf("a 101st job may wait (%v), though this replica serves only 100 within the wait", d)
+	}
+	ep.inFlight.Store(12) // more than the cap (a cap lowered meanwhile): the cap bounds it
+	ep.waiting.Store(10)
+	if d := l.holdFor("ep", 10, 1); d != 3*10*time.Millisecond+minLimitWait {
+		t.Fatalf("12 in flight under a cap of 10: hold %v, want three slot times", d)
 	}
 }
 

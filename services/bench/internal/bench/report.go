@@ -365,8 +365,12 @@ func ledgerWord(r RunResult, ph *PhaseResult) string {
 
 // costLine is the CPU per delivery beside the baseline's per request.
 func costLine(r RunResult) string {
-	return fmt.Sprintf("CPU per delivery: deployment %.0f µs in total + bench %.0f µs (baseline: %.0f µs per request)",
+	s := fmt.Sprintf("CPU per delivery: deployment %.0f µs in total + bench %.0f µs (baseline: %.0f µs per request",
 		r.Main.DeployCPUMicros, r.Main.BenchCPUMicros, r.Baseline.CPUMicrosPerRequest)
+	if f := r.Floor; f != nil {
+		s += fmt.Sprintf("; floor: JetStream's hops alone %.0f µs, %.0f µs with the history's", f.PipelineMicros, f.HistoryMicros)
+	}
+	return s + ")"
 }
 
 func procLine(ps []ProcFigures) string {

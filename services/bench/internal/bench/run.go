@@ -120,7 +120,10 @@ type RunResult struct {
 	Error       string          `json:"error,omitempty"`
 	Notes       []string        `json:"notes,omitempty"`
 	Baseline    BaselineFigures `json:"baseline"`
-	Main        PhaseResult     `json:"main"`
+	// Floor is what the scenario's path costs JetStream alone (floor.go),
+	// for the scenarios that measure it.
+	Floor *FloorFigures `json:"floor,omitempty"`
+	Main  PhaseResult   `json:"main"`
 	// Control is the blackhole scenario's load without the blackhole.
 	Control *PhaseResult `json:"control,omitempty"`
 	// Senders is the count of herald-sender processes of a scaling run.
@@ -288,6 +291,15 @@ func RunScenario(ctx context.Context, o Options, sc Scenario, dep Deployer) (res
 	}
 
 	o.logf("   baseline: %s signed POSTs/s straight to the sink (%d requests)", fmtRate(res.Baseline.RequestsPerSec), res.Baseline.Requests)
+	if sc.FloorEvents > 0 {
+		f, err := measureFloor(ctx, dir, sc.FloorEvents, sc.Sizes[0].Bytes)
+		if err != nil {
+			return fail(fmt.Errorf("floor: %w", err))
+		}
+		res.Floor = &f
+		o.logf("   floor: JetStream's hops alone cost %.0f µs per delivery (%s/s), %.0f µs with the history's (%s/s)",
+			f.PipelineMicros, fmtRate(f.PipelinePerSec), f.HistoryMicros, fmtRate(f.HistoryPerSec))
+	}
 
 	// Warm-up: one event per target, until every endpoint has been reached
 	// (caches filled, connections open).

@@ -44,6 +44,10 @@ type Scenario struct {
 	// Stall makes every endpoint answer after this long: slow receivers,
 	// whose requests hold sender workers and endpoint slots (scaling.go).
 	Stall time.Duration
+	// FloorEvents, when set, also measures the floor (floor.go) with that
+	// many events, after the baseline: what the scenario's path costs
+	// JetStream alone.
+	FloorEvents int
 	// Senders, when set, runs the scenario on the separate deployment once
 	// per count of herald-sender processes, and on no other deployment: the
 	// scaling figures (scaling.go).
@@ -73,7 +77,8 @@ func Scenarios(size Size) []Scenario {
 	one := []SizeClass{{Bytes: kib, Weight: 1}}
 	full := []Scenario{
 		{Name: "single", Title: "one tenant, one endpoint, 1 KiB events, closed loop (as fast as accepted)",
-			Tenants: 1, Endpoints: 1, Sizes: one, Concurrency: 32, Duration: 4 * time.Second, Count: 20000, Drain: 45 * time.Second},
+			Tenants: 1, Endpoints: 1, Sizes: one, Concurrency: 32, Duration: 4 * time.Second, Count: 20000, Drain: 45 * time.Second,
+			FloorEvents: 20000},
 		{Name: "fanout", Title: "each event to 100 endpoints of one tenant",
 			Tenants: 1, Endpoints: 100, Fanout: true, Sizes: one, Concurrency: 8, Duration: 4 * time.Second, Count: 150},
 		{Name: "tenants", Title: "1,000 endpoints across 100 tenants, events spread over them",
@@ -101,7 +106,7 @@ func Scenarios(size Size) []Scenario {
 		return full
 	}
 	smoke := map[string]func(*Scenario){
-		"single":  func(s *Scenario) { s.Concurrency, s.Count = 4, 60 },
+		"single":  func(s *Scenario) { s.Concurrency, s.Count, s.FloorEvents = 4, 60, 200 },
 		"fanout":  func(s *Scenario) { s.Endpoints, s.Count, s.Concurrency = 8, 6, 2 },
 		"tenants": func(s *Scenario) { s.Tenants, s.Endpoints, s.Count, s.Concurrency = 4, 3, 48, 4 },
 		"flaky": func(s *Scenario) {

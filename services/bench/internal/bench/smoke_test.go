@@ -80,6 +80,10 @@ func checkRun(t *testing.T, sc Scenario, r RunResult) {
 		t.Fatalf("figures: %s; series %d points", oneLine(r), len(m.Series))
 	}
 	switch sc.Name {
+	case "single":
+		if f := r.Floor; f == nil || f.Deliveries != sc.FloorEvents || f.PipelinePerSec <= 0 || f.HistoryPerSec <= 0 {
+			t.Fatalf("single: floor %+v, want %d deliveries through each path", f, sc.FloorEvents)
+		}
 	case "fanout":
 		if l.Expected != l.Accepted*sc.Endpoints {
 			t.Fatalf("fan-out: %d pairs expected for %d events", l.Expected, l.Accepted)

@@ -2,8 +2,11 @@ package limit
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestHandover: a permit handed over releases its slot, records its
@@ -76,10 +79,12 @@ func TestHandover(t *testing.T) {
 // still hands over, from this process's own limits.
 func TestHandoverDuringOutage(t *testing.T) {
 	rp, rdb := redisProcess(t)
-	l := New(rdb, "handover:", WithConcurrency(1))
+	clk := newClock()
+	l := New(rdb, "handover:", WithConcurrency(1), WithClock(clk.Now))
 	ctx := context.Background()
 	p := mustAdmit(t, l, "ep", 0, 10*time.Second)
 	rp.Stop()
+	clk.Add(keepFor + time.Millisecond) // past the time its slot is kept without asking Redis
 	next, v := p.Handover(ctx, true, 0, 10*time.Second)
 	if !v.Allowed || next == nil {
 		t.Fatalf("handover with Redis down = %+v, want a local slot", v)
@@ -94,7 +99,9 @@ func TestHandoverDuringOutage(t *testing.T) {
 
 // TestHandoverShare: a replica passes its slots along only up to its share
 // of the cap while another replica wants slots, so a replica with a backlog
-// does not starve the others.
+// does not starve the others. A slot kept without asking Redis (see
+// TestHandoverKeepsASlot) is kept for a second at most: the share holds
+// from then on.
 func TestHandoverShare(t *testing.T) {
 	clk := newClock()
 	a, b, _, _ := replicas(t, "redis", WithConcurrency(4), WithClock(clk.Now))
@@ -110,8 +117,10 @@ func TestHandoverShare(t *testing.T) {
 		t.Fatalf("handover with no other replica wanting = %+v, want the slot", v)
 	}
 	held[0] = next
-	// b is refused: it wants a slot. a's handovers now release slots until
-	// each holds its share, 2 of 4; each slot released goes to b.
+	// b is refused: it wants a slot. a's handovers, a second after their
+	// slots were granted, now release slots until each holds its share, 2
+	// of 4; each slot released goes to b.
+	clk.Add(keepFor + time.Millisecond)
 	mustRefuse(t, b, "ep", 0, ttl, Concurrency, time.Second)
 	var bs []Permit
 	for i := range 2 {
@@ -140,5 +149,68 @@ func TestHandoverShare(t *testing.T) {
 	last := mustAdmit(t, a, "ep", 0, ttl)
 	if _, v := last.Handover(ctx, true, 0, ttl); !v.Allowed {
 		t.Fatalf("handover with all 4 slots and nobody else wanting = %+v, want the slot", v)
+	}
+}
+
+// TestHandoverKeepsASlot: a request that succeeded passes its slot to the
+// next request of the same replica without a Redis round trip, under the
+// lease Redis granted, for a second after the grant, while the breaker
+// holds nothing and no rate limit applies. Any other handover asks Redis:
+// one past that second (a new lease), a failure (the breaker counts it),
+// the success after a failure (which resets the count), and a request
+// under a rate limit.
+func TestHandoverKeepsASlot(t *testing.T) {
+	clk := newClock()
+	a, b, rdb, prefix := replicas(t, "redis", WithConcurrency(1), WithClock(clk.Now), WithBreaker(3, time.Second, time.Minute), WithBreakerFailingFor(0))
+	ctx := context.Background()
+	ttl := 10 * time.Second
+	leases := func() []string { return rdb.ZRange(ctx, prefix+"limit:{ep}:leases", 0, -1).Val() }
+	fails := func() string { return rdb.HGet(ctx, prefix+"limit:{ep}:breaker", "fails").Val() }
+	handover := func(p Permit, success, keep bool) Permit {
+		t.Helper()
+		before, k := leases(), testutil.ToFloat64(kept)
+		next, v := p.Handover(ctx, success, 0, ttl)
+		if !v.Allowed || next == nil {
+			t.Fatalf("handover = %+v, want the slot", v)
+		}
+		after := leases()
+		if len(after) != 1 {
+			t.Fatalf("leases %v after a handover, want exactly one", after)
+		}
+		if kept := testutil.ToFloat64(kept) > k; kept != keep || slices.Equal(before, after) != keep {
+			t.Fatalf("handover kept the slot without Redis: %v (lease %v -> %v), want %v", kept, before, after, keep)
+		}
+		return next
+	}
+
+	p := mustAdmit(t, a, "ep", 0, ttl)
+	p = handover(p, true, true)
+	mustRefuse(t, b, "ep", 0, ttl, Concurrency, time.Second) // the kept slot counts
+	p = handover(p, true, true)
+	clk.Add(keepFor + time.Millisecond)
+	p = handover(p, true, false) // a second after the grant: Redis, a new lease
+	p = handover(p, false, false)
+	if f := fails(); f != "1" {
+		t.Fatalf("breaker fails %q after a failed handover, want 1", f)
+	}
+	p = handover(p, true, false) // the success resets the failure in Redis
+	if f := fails(); f != "" {
+		t.Fatalf("breaker fails %q after a success, want none", f)
+	}
+	p = handover(p, true, true) // clean again
+	p.Done(ctx, true)
+	if n := len(leases()); n != 0 {
+		t.Fatalf("%d leases after Done of a kept slot, want 0", n)
+	}
+
+	q := mustAdmit(t, a, "rated", 100, ttl)
+	k := testutil.ToFloat64(kept)
+	if next, v := q.Handover(ctx, true, 100, ttl); !v.Allowed || next == nil {
+		t.Fatalf("handover under a rate limit = %+v, want the slot", v)
+	} else {
+		next.Done(ctx, true)
+	}
+	if testutil.ToFloat64(kept) != k {
+		t.Fatal("a handover under a rate limit kept its slot without asking Redis")
 	}
 }

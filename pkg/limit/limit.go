@@ -28,6 +28,14 @@
 // round trip); a later refusal leaves no trace of an earlier grant (no rate
 // token is spent, no slot or probe is taken). Permit.Done releases the slot
 // and records the outcome in the breaker (a second script).
+// Permit.Handover passes a slot from a request that ended to the next one
+// of the same process: in one script (release, record, grant), or, for a
+// success within a second of Redis granting the slot, while the breaker
+// held nothing and without a rate limit, with no round trip at all (the
+// slot stays under the lease Redis granted; see permit.keeps). A busy
+// endpoint thus costs Redis a call per slot and second instead of one per
+// request, and the breaker hears of successes at least once a second per
+// slot, well within the run of failures (DefaultFailingFor) that opens it.
 //
 // All times come from the Limiter's clock (WithClock), passed to the
 // scripts, never from Redis: replicas' clocks should be NTP-synchronised, and
@@ -176,6 +184,9 @@ type Permit interface {
 	// another was refused a slot within the last second: then the slot is
 	// released and the next request refused by the cap, so that a replica
 	// with a backlog does not keep the endpoint's slots from the others.
+	// A success may instead keep the slot without asking Redis, for a
+	// second after Redis granted it (see the package documentation): the
+	// share then holds from the next handover that asks.
 	// The caller gets the next request's Permit, or the Verdict that
 	// refused it (this outcome may also have opened the breaker).
 	Handover(ctx context.Context, success bool, rateLimit int, leaseTTL time.Duration) (Permit, Verdict)
@@ -296,7 +307,8 @@ func (l *Limiter) AdmitOutsideBreaker(ctx context.Context, endpoint string, rate
 }
 
 func (l *Limiter) admit(ctx context.Context, endpoint string, rateLimit int, leaseTTL time.Duration, outsideBreaker bool) (Permit, Verdict) {
-	rateLimit, leaseTTL, lease := l.request(rateLimit, leaseTTL)
+	rateLimit, leaseTTL = request(rateLimit, leaseTTL)
+	lease := l.lease()
 	now := l.now()
 	if l.shared() {
 		rctx, cancel := context.WithTimeout(ctx, redisBudget)
@@ -305,7 +317,8 @@ func (l *Limiter) admit(ctx context.Context, endpoint string, rateLimit int, lea
 		if err == nil {
 			l.redisOK()
 			track(l, endpoint, st)
-			return l.finish(&permit{l: l, endpoint: endpoint, lease: lease, probe: v.Probe, shared: true, outsideBreaker: outsideBreaker}, v)
+			return l.finish(&permit{l: l, endpoint: endpoint, lease: lease, probe: v.Probe, shared: true, outsideBreaker: outsideBreaker,
+				granted: now, ttl: leaseTTL, clean: st.clean}, v)
 		}
 		l.redisFailed(ctx, err)
 	}
@@ -313,14 +326,16 @@ func (l *Limiter) admit(ctx context.Context, endpoint string, rateLimit int, lea
 	return l.finish(&permit{l: l, endpoint: endpoint, lease: lease, probe: v.Probe, outsideBreaker: outsideBreaker}, v)
 }
 
-// request reads a request's limits (the defaults where unset) and names
-// its lease, unique to this Limiter.
-func (l *Limiter) request(rateLimit int, leaseTTL time.Duration) (rate int, ttl time.Duration, lease string) {
+// request reads a request's limits, the defaults where unset.
+func request(rateLimit int, leaseTTL time.Duration) (rate int, ttl time.Duration) {
 	if leaseTTL <= 0 {
 		leaseTTL = DefaultLeaseTTL
 	}
-	return max(rateLimit, 0), leaseTTL, l.id + strconv.FormatUint(l.seq.Add(1), 36)
+	return max(rateLimit, 0), leaseTTL
 }
+
+// lease names a new lease, unique to this Limiter.
+func (l *Limiter) lease() string { return l.id + strconv.FormatUint(l.seq.Add(1), 36) }
 
 func (l *Limiter) finish(p *permit, v Verdict) (Permit, Verdict) {
 	if !v.Allowed {
@@ -370,6 +385,30 @@ type permit struct {
 	shared         bool
 	outsideBreaker bool
 	done           atomic.Bool
+	// A Redis permit's lease: when Redis granted it, for how long, and
+	// whether the endpoint's breaker held nothing then (see keeps).
+	granted time.Time
+	ttl     time.Duration
+	clean   bool
+}
+
+// keepFor is how long after Redis granted a slot a request that ends may
+// pass it to the next request of this process without asking Redis (see
+// permit.keeps); a quarter of the lease's TTL when that is shorter, so the
+// lease always outlives the next request by most of its margin.
+const keepFor = time.Second
+
+// keeps reports whether the slot of p, whose request ended with success,
+// can pass to a next request of this process with rateLimit and leaseTTL
+// without a Redis round trip: the lease Redis granted (at most keepFor
+// ago) still covers the next request, there is no rate limit to spend, and
+// the breaker held nothing when Redis last answered, so the success has
+// nothing to reset. Every other handover asks Redis, which also decides
+// each replica's share of the cap: a slot may thus stay with one replica
+// for up to keepFor while another wants it.
+func (p *permit) keeps(now time.Time, success bool, rateLimit int, leaseTTL time.Duration) bool {
+	return success && rateLimit == 0 && p.shared && p.clean && !p.probe && !p.outsideBreaker &&
+		leaseTTL <= p.ttl && now.Sub(p.granted) <= min(keepFor, p.ttl/4) && p.l.shared()
 }
 
 func (p *permit) Done(ctx context.Context, success bool) {
@@ -404,11 +443,16 @@ func (p *permit) Done(ctx context.Context, success bool) {
 
 func (p *permit) Handover(ctx context.Context, success bool, rateLimit int, leaseTTL time.Duration) (Permit, Verdict) {
 	l := p.l
+	rateLimit, leaseTTL = request(rateLimit, leaseTTL)
+	if p.keeps(l.now(), success, rateLimit, leaseTTL) && p.done.CompareAndSwap(false, true) {
+		kept.Inc()
+		return &permit{l: l, endpoint: p.endpoint, lease: p.lease, shared: true, granted: p.granted, ttl: p.ttl, clean: true}, Verdict{Allowed: true}
+	}
 	if !p.shared || p.outsideBreaker || !l.shared() || !p.done.CompareAndSwap(false, true) {
 		p.Done(ctx, success)
 		return l.Admit(ctx, p.endpoint, rateLimit, leaseTTL)
 	}
-	rateLimit, leaseTTL, next := l.request(rateLimit, leaseTTL)
+	next := l.lease()
 	now := l.now()
 	rctx, cancel := context.WithTimeout(ctx, redisBudget)
 	v, st, err := l.handoverRedis(rctx, now, p.endpoint, p.lease, p.probe, success, rateLimit, leaseTTL, next)
@@ -423,7 +467,8 @@ func (p *permit) Handover(ctx context.Context, success bool, rateLimit int, leas
 	}
 	l.redisOK()
 	track(l, p.endpoint, st)
-	return l.finish(&permit{l: l, endpoint: p.endpoint, lease: next, probe: v.Probe, shared: true}, v)
+	return l.finish(&permit{l: l, endpoint: p.endpoint, lease: next, probe: v.Probe, shared: true,
+		granted: now, ttl: leaseTTL, clean: st.clean}, v)
 }
 
 // release frees the permit's slot without recording an outcome. A Redis

@@ -18,6 +18,10 @@ var (
 		Name: "herald_breaker_transitions_total",
 		Help: "Breaker transitions made by this process (to open, half_open = probe granted, closed); summed over replicas it counts every transition once.",
 	}, []string{"to"})
+	kept = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "herald_limit_kept_total",
+		Help: "Slots a request that ended passed to the next request of this process without a Redis round trip (a lease granted within the last second, a clean breaker, no rate limit).",
+	})
 	redisUp = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "herald_limit_redis_up",
 		Help: "1 while endpoint limits are shared through Redis, 0 while each process enforces them alone.",

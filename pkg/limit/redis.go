@@ -25,8 +25,9 @@ import (
 // ids' prefix), handover (1/0).
 //
 // Returns {ok, cause (0 none, 1 breaker, 2 rate, 3 concurrency: the values
-// of Cause), wait (us),
-// probe, open_until (unix ms, 0 when closed)}.
+// of Cause), wait (us), probe, open_until (unix ms, 0 when closed), clean
+// (1: the breaker holds nothing, neither an opening nor failures, so a
+// success has nothing to reset)}.
 //
 // A replica refused by the cap is noted in the wanting zset. A handover
 // (the slot of a request that ended, passed to the same replica's next
@@ -68,22 +69,24 @@ local function admit(K, A)
   local ttl = tonumber(A[5])
   local slack = tonumber(A[9])
   local probe = 0
-  local b = redis.call('HMGET', K[1], 'open_until', 'probe_until')
+  local b = redis.call('HMGET', K[1], 'open_until', 'probe_until', 'fails')
   local ou = tonumber(b[1])
+  local clean = 0
   if ou then
     if A[10] ~= '1' then
       if now < ou then
-        return {0, 1, (ou - now) * 1000, 0, ou}
+        return {0, 1, (ou - now) * 1000, 0, ou, 0}
       end
       local pu = tonumber(b[2])
       if pu and now < pu then
         local w = math.min(pu - now, tonumber(A[8]))
-        return {0, 1, w * 1000, 0, ou}
+        return {0, 1, w * 1000, 0, ou, 0}
       end
       probe = 1
     end
   else
     ou = 0
+    if not b[3] then clean = 1 end
   end
   local rate = tonumber(A[2])
   local new_tat
@@ -94,7 +97,7 @@ local function admit(K, A)
     new_tat = tat + t
     local allow_at = new_tat - tonumber(A[3]) * t
     if allow_at > now_us then
-      return {0, 2, math.max(1, math.ceil(allow_at - now_us)), 0, ou}
+      return {0, 2, math.max(1, math.ceil(allow_at - now_us)), 0, ou, clean}
     end
   end
   local cap = tonumber(A[4])
@@ -105,10 +108,10 @@ local function admit(K, A)
       local w = math.max(1, math.min(tonumber(first[2]) - now, tonumber(A[7])))
       redis.call('ZADD', K[4], now, A[11])
       redis.call('PEXPIRE', K[4], slack)
-      return {0, 3, w * 1000, 0, ou}
+      return {0, 3, w * 1000, 0, ou, clean}
     end
     if A[12] == '1' and over_share(K, cap, now, A[11]) then
-      return {0, 3, 1000, 0, ou}
+      return {0, 3, 1000, 0, ou, clean}
     end
     redis.call('ZADD', K[3], string.format('%.0f', now + ttl), A[6])
     if redis.call('PTTL', K[3]) < ttl + slack then
@@ -121,7 +124,7 @@ local function admit(K, A)
   if probe == 1 then
     redis.call('HSET', K[1], 'probe', A[6], 'probe_until', string.format('%.0f', now + ttl))
   end
-  return {1, 0, 0, probe, ou}
+  return {1, 0, 0, probe, ou, clean}
 end
 `
 
@@ -135,11 +138,11 @@ var admitScript = redis.NewScript(admitLua + `return admit(KEYS, ARGV)`)
 //
 // KEYS: admitScript's.
 // ARGV: recordScript's nine, then admitScript's twelve.
-// Returns recordScript's two values, then admitScript's five.
+// Returns recordScript's two values, then admitScript's six.
 var handoverScript = redis.NewScript(recordLua + admitLua + `
 local r = record({KEYS[3], KEYS[1]}, {ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]})
 local a = admit(KEYS, {ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17], ARGV[18], ARGV[19], ARGV[20], ARGV[21]})
-return {r[1], r[2], a[1], a[2], a[3], a[4], a[5]}
+return {r[1], r[2], a[1], a[2], a[3], a[4], a[5], a[6]}
 `)
 
 // recordScript releases a lease and records an outcome in the breaker.
@@ -226,7 +229,7 @@ func (l *Limiter) handoverRedis(ctx context.Context, now time.Time, endpoint, le
 	if err != nil {
 		return Verdict{}, breakerState{}, err
 	}
-	if len(res) != 7 {
+	if len(res) != 8 {
 		return Verdict{}, breakerState{}, fmt.Errorf("limit: unexpected handover reply %v", res)
 	}
 	if _, err := recordReply(res[:2]); err != nil { // counts the breaker's transition
@@ -252,10 +255,10 @@ func (l *Limiter) recordArgs(now time.Time, lease string, probe, success bool) [
 }
 
 func admitReply(res []int64) (Verdict, breakerState, error) {
-	if len(res) != 5 || (res[0] != 1 && (res[1] < int64(Breaker) || res[1] > int64(Concurrency))) {
+	if len(res) != 6 || (res[0] != 1 && (res[1] < int64(Breaker) || res[1] > int64(Concurrency))) {
 		return Verdict{}, breakerState{}, fmt.Errorf("limit: unexpected admit reply %v", res)
 	}
-	st := breakerState{open: res[4] > 0, openUntil: res[4]}
+	st := breakerState{open: res[4] > 0, openUntil: res[4], clean: res[5] == 1}
 	if res[0] == 1 {
 		return Verdict{Allowed: true, Probe: res[3] == 1}, st, nil
 	}
@@ -289,6 +292,9 @@ func b01(b bool) int {
 type breakerState struct {
 	open      bool
 	openUntil int64
+	// clean: the breaker held nothing, neither an opening nor failures
+	// (admit's replies only).
+	clean bool
 }
 
 func (s breakerState) name(now time.Time) string {

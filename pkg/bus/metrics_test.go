@@ -37,22 +37,12 @@ func TestStreamCollector(t *testing.T) {
 	for range batch.Messages() { // delivered, not acked
 	}
 
+	c := NewStreamCollector(js)
+	now := time.Now()
+	c.now = func() time.Time { return now }
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewStreamCollector(js))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			key := mf.GetName()
-			for _, l := range m.GetLabel() {
-				key += "," + l.GetName() + "=" + l.GetValue()
-			}
-			got[key] = gaugeValue(m)
-		}
-	}
+	reg.MustRegister(c)
+	got := gather(t, reg)
 	for key, want := range map[string]float64{
 		"herald_stream_messages,stream=EVENTS":                                      3,
 		"herald_stream_messages,stream=DELIVERIES":                                  0,
@@ -67,6 +57,50 @@ func TestStreamCollector(t *testing.T) {
 	if got["herald_stream_bytes,stream=EVENTS"] <= 0 {
 		t.Errorf("EVENTS bytes not reported: %v", got)
 	}
+
+	// A reading answers the scrapes of the next second; then a new one.
+	if _, err := js.Publish(ctx, EventSubject("t1", "post.published"), []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	const events = "herald_stream_messages,stream=EVENTS"
+	now = now.Add(DefaultCacheFor - time.Millisecond)
+	if n := gather(t, reg)[events]; n != 3 {
+		t.Fatalf("%s = %v within a second of the last reading, want its 3", events, n)
+	}
+	now = now.Add(time.Millisecond)
+	if n := gather(t, reg)[events]; n != 4 {
+		t.Fatalf("%s = %v a second after the last reading, want 4", events, n)
+	}
+	// Without the cache every scrape reads.
+	reg = prometheus.NewRegistry()
+	reg.MustRegister(NewStreamCollector(js, WithCacheFor(0)))
+	gather(t, reg)
+	if _, err := js.Publish(ctx, EventSubject("t1", "post.published"), []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if n := gather(t, reg)[events]; n != 5 {
+		t.Fatalf("%s = %v with no cache, want 5", events, n)
+	}
+}
+
+// gather scrapes reg: every sample's value by its name and labels.
+func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			got[key] = gaugeValue(m)
+		}
+	}
+	return got
 }
 
 func gaugeValue(m *dto.Metric) float64 { return m.GetGauge().GetValue() }

@@ -68,10 +68,17 @@ func measureFloor(ctx context.Context, dir string, n, size int) (FloorFigures, e
 
 // floorPubAckWait bounds the wait for a job's publish acknowledgement, as
 // Herald's router bounds it: an event whose job was not stored comes back
-// at once instead of after the consumer's AckWait (30 s). One pass of
-// about thirty took 30 s that way once (650 events/s); the cause was not
-// found, and 24 passes in a row afterwards never needed the bound.
+// at once instead of after the consumer's AckWait (30 s).
 const floorPubAckWait = 2 * time.Second
+
+// floorPullExpiry bounds the floor's pull requests. In about one pass in
+// eight (of 40, nats-server 2.15.2, nats.go 1.55.0, in-process) a consumer
+// stopped receiving with thousands of messages pending: the server held no
+// pull request of it (num_waiting 0, nothing unacked) while the client
+// still counted on one, until that request's expiry (30 s by default) or
+// two missed heartbeats made it pull again. The pass then took 31 s. With
+// requests that expire after 2 s, such a pause lasts 2 s at most.
+const floorPullExpiry = 2 * time.Second
 
 // floorOnce returns the bench process's CPU per delivery (µs) and the
 // deliveries per second of one pass of n events.
@@ -145,7 +152,7 @@ func floorOnce(ctx context.Context, dir string, n, size int, history bool) (us, 
 				_ = m.Nak()
 			}
 		}()
-	}, jetstream.PullMaxMessages(64))
+	}, jetstream.PullMaxMessages(64), jetstream.PullExpiry(floorPullExpiry))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -171,7 +178,7 @@ func floorOnce(ctx context.Context, dir string, n, size int, history bool) (us, 
 		if delivered.Add(1) == int64(n) {
 			close(done)
 		}
-	})
+	}, jetstream.PullExpiry(floorPullExpiry))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -184,7 +191,7 @@ func floorOnce(ctx context.Context, dir string, n, size int, history bool) (us, 
 			if err != nil {
 				return 0, 0, err
 			}
-			hcc, err := hc.Consume(func(m jetstream.Msg) { _ = m.Ack() })
+			hcc, err := hc.Consume(func(m jetstream.Msg) { _ = m.Ack() }, jetstream.PullExpiry(floorPullExpiry))
 			if err != nil {
 				return 0, 0, err
 			}

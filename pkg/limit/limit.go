@@ -444,7 +444,8 @@ func (p *permit) Done(ctx context.Context, success bool) {
 func (p *permit) Handover(ctx context.Context, success bool, rateLimit int, leaseTTL time.Duration) (Permit, Verdict) {
 	l := p.l
 	rateLimit, leaseTTL = request(rateLimit, leaseTTL)
-	if p.keeps(l.now(), success, rateLimit, leaseTTL) && p.done.CompareAndSwap(false, true) {
+	now := l.now()
+	if p.keeps(now, success, rateLimit, leaseTTL) && p.done.CompareAndSwap(false, true) {
 		kept.Inc()
 		return &permit{l: l, endpoint: p.endpoint, lease: p.lease, shared: true, granted: p.granted, ttl: p.ttl, clean: true}, Verdict{Allowed: true}
 	}
@@ -453,7 +454,6 @@ func (p *permit) Handover(ctx context.Context, success bool, rateLimit int, leas
 		return l.Admit(ctx, p.endpoint, rateLimit, leaseTTL)
 	}
 	next := l.lease()
-	now := l.now()
 	rctx, cancel := context.WithTimeout(ctx, redisBudget)
 	v, st, err := l.handoverRedis(rctx, now, p.endpoint, p.lease, p.probe, success, rateLimit, leaseTTL, next)
 	cancel()

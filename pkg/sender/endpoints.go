@@ -217,8 +217,8 @@ func (l *endpoints) queueing(endpoint string) bool {
 // replicas hold the cap); as many jobs wait already as this process's
 // requests to the endpoint (see parallel) can take within the handoff's
 // wait (a hot endpoint's backlog thus waits here only as far as it will be
-// served soon), or as its bound allows; or the
-// process's bounds on waiting jobs are reached. The wait is about the time
+// served soon), or as its bound allows; or the process's bounds on waiting
+// jobs are reached. The wait is about the time
 // the jobs ahead of it take, plus two slot times, never more than the
 // handoff's wait.
 func (l *endpoints) holdFor(endpoint string, capacity, size int) time.Duration {
@@ -350,11 +350,12 @@ func (l *endpoints) stop() {
 
 // slotTime is how often, on average, the endpoint is expected to take
 // one more request: half its average slot time shared by the slots this
-// process holds (see parallel; the other replicas space their own refused
-// jobs by theirs, so that together they return at the cap's pace; refused
-// jobs come back a little early and wait here for the slot,
-// see holdFor, rather than late, when the endpoint would idle), or the
-// spacing of its rate limit in requests per second, whichever is longer.
+// process holds (see parallel), or the spacing of its rate limit in
+// requests per second, whichever is longer. Half, so that refused jobs come
+// back a little early and wait here for the slot (see holdFor) rather than
+// late, when the endpoint would idle. The other replicas space their own
+// refused jobs by their own slots, so that together they return at the
+// cap's pace.
 func (l *endpoints) slotTime(endpoint string, capacity, rate int) time.Duration {
 	e := l.get(endpoint)
 	step := time.Duration(e.avg.Load()) / 2
